@@ -1,0 +1,73 @@
+"""workbench: fine-tune pretrained models hands-on in JupyterLab.
+
+    import workbench as wb
+    data = wb.load_data("mnist-5k")
+    model = wb.load_backbone("efficientnet_lite0", num_classes=data.num_classes)
+
+Names are resolved lazily (PEP 562): `import workbench` stays cheap, a headless script never
+loads ipywidgets, and the widgets load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DataNotFoundError,
+    HubUnavailableError,
+    MissingDependencyError,
+    TrainingError,
+    WorkbenchError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "Data": "workbench.data",
+    "Split": "workbench.data",
+    "load_data": "workbench.data",
+    "list_datasets": "workbench.data",
+    "Model": "workbench.models",
+    "Block": "workbench.models",
+    "load_backbone": "workbench.models",
+    "list_backbones": "workbench.models",
+    "last": "workbench.train.freezing",
+    "progressive": "workbench.train.freezing",
+    "Session": "workbench.train.session",
+    "TrainConfig": "workbench.train.config",
+    "Schedule": "workbench.train.optim",
+    "Augment": "workbench.data.transforms",
+    "Predictions": "workbench.train.records",
+    "EpochResult": "workbench.train.records",
+    "ErrorAnalysis": "workbench.analysis",
+}
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DataNotFoundError",
+    "HubUnavailableError",
+    "MissingDependencyError",
+    "TrainingError",
+    "WorkbenchError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # cache: the next access is a plain attribute lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
