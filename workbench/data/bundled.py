@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataNotFoundError, MissingDependencyError, suggest
-from .core import Data, Split, check_seed, check_valid_fraction, stratified_split
+from .checks import check_seed, check_valid_fraction
+from .core import Data, Split, stratified_split
 
 
 @dataclass(frozen=True)

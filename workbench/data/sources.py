@@ -19,10 +19,8 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import ConfigError, DataError, DataNotFoundError, HubUnavailableError, MissingDependencyError, suggest
-from .core import (
-    Split,
+from .checks import (
     as_uint8_images,
-    assemble,
     check_seed,
     check_texts,
     check_valid_fraction,
@@ -30,8 +28,8 @@ from .core import (
     encode_labels,
     sort_classes,
     stack_images,
-    stratified_split,
 )
+from .core import Split, assemble, stratified_split
 
 if TYPE_CHECKING:
     from .core import Data
