@@ -1,0 +1,260 @@
+"""Model: a torch module plus its blocks, its preprocessing and where its weights came from.
+
+The block partition (block name -> parameter names) is fixed when the model is built; everything
+else a Block reports (parameter count, trainable) is read from the live module on each access,
+so `requires_grad` stays the one source of truth for what is frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, DataError, suggest
+
+
+@dataclass(frozen=True)
+class Block:
+    """A snapshot of one block: a contiguous group of layers that is frozen or trained as a unit."""
+
+    name: str
+    params: int
+    trainable: bool
+    parameter_names: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """How images must be prepared for this backbone (the data layer builds transforms from it).
+
+    Evaluation recipe: resize the shorter side to ``round(size / crop_pct)``, centre-crop ``size``,
+    scale to [0, 1], normalise with ``mean``/``std``.
+    """
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"  # "bilinear" | "bicubic"
+    crop_pct: float = 0.875
+
+
+@dataclass(frozen=True)
+class TextPreprocess:
+    """The tokenizer and the length texts are padded/truncated to."""
+
+    tokenizer: Any
+    max_length: int
+
+    def __call__(self, texts: str | Sequence[str]) -> Mapping[str, torch.Tensor]:
+        """Tokenize texts into the tensors `Model.logits` takes (padded to the longest, truncated)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        return self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+
+
+class Model:
+    """A backbone with a new head for `num_classes`, split into blocks (stem first, head last)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        kind: str,
+        num_classes: int,
+        module: nn.Module,
+        head_path: str,
+        block_params: Mapping[str, Sequence[str]],
+        preprocess: ImagePreprocess | TextPreprocess,
+        weights: str,
+        tokenizer: Any = None,
+        granularity: str = "stages",
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.num_classes = num_classes
+        self.module = module
+        self.preprocess = preprocess
+        self.weights = weights
+        self.tokenizer = tokenizer
+        self.granularity = granularity
+        # the load_backbone keyword options that rebuild this architecture (JSON-able; checkpoints
+        # call load_backbone(name, num_classes, pretrained=False, **options))
+        self.options: dict[str, Any] = dict(options or {})
+        self._head_path = head_path
+        self._block_params: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in block_params.items()}
+        self._check_partition()
+
+    # ----------------------------------------------------------------------------- structure
+    def _check_partition(self) -> None:
+        """Every parameter in exactly one block, head last and holding exactly the head's parameters."""
+        names = [n for n, _ in self.module.named_parameters()]
+        seen: dict[str, str] = {}
+        for block, params in self._block_params.items():
+            if not params:
+                raise ConfigError(f"{self.name}: block discovery produced an empty block {block!r}.")
+            for p in params:
+                if p in seen:
+                    raise ConfigError(f"{self.name}: parameter {p!r} is in blocks {seen[p]!r} and {block!r}.")
+                seen[p] = block
+        missing = [n for n in names if n not in seen]
+        extra = [n for n in seen if n not in set(names)]
+        if missing or extra:
+            raise ConfigError(
+                f"{self.name}: block discovery failed (unassigned parameters: {missing[:3]}, "
+                f"unknown names: {extra[:3]}). This module structure is not supported."
+            )
+        if list(self._block_params)[-1] != "head":
+            raise ConfigError(f"{self.name}: block discovery failed: the last block is not the head.")
+        head_names = {self._head_path + "." + n for n, _ in self.head.named_parameters()}
+        if head_names != set(self._block_params["head"]):
+            raise ConfigError(f"{self.name}: block discovery failed: the head block is not the head module.")
+
+    @property
+    def head(self) -> nn.Module:
+        """The classifier whose input is the pooled feature vector."""
+        return self.module.get_submodule(self._head_path)
+
+    @property
+    def head_path(self) -> str:
+        """Dotted path of the head module inside `module`."""
+        return self._head_path
+
+    @property
+    def block_names(self) -> list[str]:
+        """Block names in forward order (stem first, head last)."""
+        return list(self._block_params)
+
+    @property
+    def blocks(self) -> list[Block]:
+        """Blocks in forward order, rebuilt from the live module (trainable reflects requires_grad)."""
+        params = dict(self.module.named_parameters())
+        out = []
+        for name, pnames in self._block_params.items():
+            ps = [params[p] for p in pnames]
+            out.append(
+                Block(
+                    name=name,
+                    params=sum(p.numel() for p in ps),
+                    trainable=all(p.requires_grad for p in ps),
+                    parameter_names=pnames,
+                )
+            )
+        return out
+
+    def _check_block(self, name: str) -> None:
+        if name not in self._block_params:
+            raise ConfigError(
+                f"Unknown block {name!r} for {self.name}.{suggest(name, self._block_params)} "
+                f"Blocks: {', '.join(self._block_params)}."
+            )
+
+    def block(self, name: str) -> Block:
+        """The block called `name` (ConfigError with close matches when there is none)."""
+        self._check_block(name)
+        return next(b for b in self.blocks if b.name == name)
+
+    def parameters_of(self, block_name: str) -> list[nn.Parameter]:
+        """The parameters of one block, in registration order."""
+        self._check_block(block_name)
+        params = dict(self.module.named_parameters())
+        return [params[p] for p in self._block_params[block_name]]
+
+    def block_of(self, parameter_name: str) -> str:
+        """The block a parameter belongs to."""
+        for block, names in self._block_params.items():
+            if parameter_name in names:
+                return block
+        raise ConfigError(f"{self.name} has no parameter {parameter_name!r}.")
+
+    def _module_blocks(self) -> dict[str, str | None]:
+        """Module path -> its block, or None when its parameters span several blocks.
+
+        A module without parameters of its own subtree (e.g. BatchNorm(affine=False)) inherits its
+        parent's block, so its buffers follow the block it sits in.
+        """
+        owner = {p: b for b, names in self._block_params.items() for p in names}
+        result: dict[str, str | None] = {}
+        for path, mod in self.module.named_modules():
+            prefix = path + "." if path else ""
+            blocks = {owner[prefix + n] for n, _ in mod.named_parameters()}
+            if len(blocks) == 1:
+                result[path] = blocks.pop()
+            elif blocks:
+                result[path] = None
+            else:
+                parent = path.rpartition(".")[0] if "." in path else ""
+                result[path] = result.get(parent) if path else None
+        return result
+
+    def modules_of(self, block_name: str) -> list[nn.Module]:
+        """Submodules that lie wholly inside one block (used for the BatchNorm policy)."""
+        self._check_block(block_name)
+        mods = dict(self.module.named_modules())
+        return [mods[p] for p, b in self._module_blocks().items() if b == block_name and p]
+
+    # ------------------------------------------------------------------------------- forward
+    def logits(self, inputs: Any) -> torch.Tensor:
+        """Class scores (B, num_classes): one call for images (a tensor) and texts (tokenized dict)."""
+        if self.kind == "image":
+            if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+                raise DataError(
+                    f"{self.name} expects a float tensor of shape (B, 3, H, W); got "
+                    f"{getattr(inputs, 'shape', type(inputs).__name__)}. Apply model.preprocess first."
+                )
+            return self.module(inputs)
+        if isinstance(inputs, str) or (isinstance(inputs, Sequence) and inputs and isinstance(inputs[0], str)):
+            inputs = self.preprocess(inputs)  # type: ignore[operator]
+        if not isinstance(inputs, Mapping):
+            raise DataError(
+                f"{self.name} expects tokenized inputs (a dict with input_ids, attention_mask) or a list "
+                f"of strings; got {type(inputs).__name__}. Use model.preprocess(texts)."
+            )
+        return self.module(**inputs).logits
+
+    def features(self, inputs: Any) -> torch.Tensor:
+        """The head's input for `inputs` (B, D): what the frozen-feature cache stores."""
+        captured: list[torch.Tensor] = []
+
+        def grab(_module: nn.Module, args: tuple) -> None:
+            captured.append(args[0])
+
+        handle = self.head.register_forward_pre_hook(grab)
+        try:
+            self.logits(inputs)
+        finally:
+            handle.remove()
+        if not captured or captured[0].dim() != 2:
+            raise ConfigError(
+                f"{self.name}: the head does not take one pooled vector per example (it got "
+                f"{tuple(captured[0].shape) if captured else 'nothing'}), so features() and the "
+                "frozen-feature cache cannot be used with this model; train it with full forwards."
+            )
+        return captured[0]
+
+    # -------------------------------------------------------------------------------- report
+    def summary(self) -> str:
+        """A printable table: block, parameters, trainable; totals; where the weights came from."""
+        blocks = self.blocks
+        width = max(len("block"), *(len(b.name) for b in blocks))
+        lines = [f"{self.name} ({self.kind}, {self.num_classes} classes, granularity {self.granularity!r})"]
+        lines.append(f"{'block':<{width}}  {'params':>12}  trainable")
+        for b in blocks:
+            lines.append(f"{b.name:<{width}}  {b.params:>12,}  {'yes' if b.trainable else 'no'}")
+        total = sum(b.params for b in blocks)
+        train = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
+        lines.append(f"{'total':<{width}}  {total:>12,}  {train:,} trainable ({100 * train / max(total, 1):.1f}%)")
+        lines.append(f"weights: {self.weights}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"Model(name={self.name!r}, kind={self.kind!r}, num_classes={self.num_classes}, "
+            f"blocks={len(self._block_params)}, weights={self.weights!r})"
+        )
