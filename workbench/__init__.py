@@ -11,6 +11,7 @@ loads ipywidgets, and the widgets load on first use.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 from .errors import (
@@ -66,7 +67,20 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # cache: the next access is a plain attribute lookup
+    _flush_denormals()
     return value
+
+
+def _flush_denormals() -> None:
+    """Flush denormal floats to zero once torch is loaded, before it starts its thread pool.
+
+    Measured here: denormals made the same CPU epoch 35x slower (0.6 s -> 22 s). The flag lives
+    in each thread's MXCSR and new threads inherit it, so it must be set before torch's OpenMP
+    workers exist; the Session sets it again in whichever thread trains.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_flush_denormal(True)
 
 
 def __dir__() -> list[str]:

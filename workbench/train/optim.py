@@ -1,0 +1,144 @@
+"""Optimizers and LR schedules.
+
+Schedules are pure functions of the global step: `lr = group["base_lr"] * factor(step)`. Unlike
+torch's scheduler objects (which snapshot `base_lrs` per group at construction), this keeps
+working when progressive unfreezing adds a param group mid-run; tests check each curve against
+torch's own scheduler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, suggest
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
+
+
+def make_optimizer(
+    name: str,
+    groups: list[dict],
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+) -> torch.optim.Optimizer:
+    """Build the optimizer over per-block param groups (each carries its own `lr`)."""
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    if name == "adam":  # L2 added to the gradient (coupled)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":  # decoupled weight decay (Loshchilov & Hutter)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    if name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=lr, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ConfigError(f"Unknown optimizer {name!r}.{suggest(name, OPTIMIZERS)} Choose one of: {', '.join(OPTIMIZERS)}.")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """An LR multiplier over training steps (batches).
+
+    name: constant | step | exponential | cosine | onecycle
+    step_epochs, gamma: "step" multiplies by gamma every step_epochs epochs; "exponential" by gamma
+        every epoch (both change at epoch boundaries, like torch's per-epoch StepLR/ExponentialLR).
+    warmup_epochs: linear warm-up from `warmup_start` of the LR, composed with any schedule.
+    pct_start, div_factor, final_div_factor: one-cycle's shape (torch OneCycleLR's defaults).
+    """
+
+    name: str = "constant"
+    step_epochs: int = 1
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    warmup_start: float = 0.1
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+
+    def validate(self) -> Schedule:
+        if self.name not in SCHEDULES:
+            raise ConfigError(
+                f"Unknown schedule {self.name!r}.{suggest(self.name, SCHEDULES)} Choose one of: {', '.join(SCHEDULES)}."
+            )
+        if self.step_epochs < 1:
+            raise ConfigError(f"step_epochs must be >= 1, got {self.step_epochs}.")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"Schedule gamma must be in (0, 1], got {self.gamma}. 0.1 (step) or 0.9 (exponential) are usual.")
+        if self.warmup_epochs < 0 or not 0 < self.warmup_start <= 1:
+            raise ConfigError("warmup_epochs must be >= 0 and warmup_start in (0, 1].")
+        if not 0 < self.pct_start < 1:
+            raise ConfigError(f"pct_start must be in (0, 1), got {self.pct_start}.")
+        return self
+
+    def factor_fn(self, steps_per_epoch: int, total_epochs: int) -> Callable[[int], float]:
+        """factor(step) for a run of `total_epochs` epochs of `steps_per_epoch` batches."""
+        spe = max(1, steps_per_epoch)
+        warm = int(round(self.warmup_epochs * spe))
+        total = max(1, total_epochs * spe - warm)
+        main = self._main(spe, total)
+
+        def factor(step: int) -> float:
+            if step < warm:  # torch LinearLR(start_factor, end_factor=1, total_iters=warm)
+                return self.warmup_start + (1.0 - self.warmup_start) * step / warm
+            return main(step - warm)
+
+        return factor
+
+    def _main(self, spe: int, total: int) -> Callable[[int], float]:
+        if self.name == "step":
+            return lambda s: self.gamma ** ((s // spe) // self.step_epochs)
+        if self.name == "exponential":
+            return lambda s: self.gamma ** (s // spe)
+        if self.name == "cosine":  # CosineAnnealingLR(T_max=total, eta_min=0), held at 0 after
+            return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+        if self.name == "onecycle":
+            return self._onecycle(total)
+        return lambda s: 1.0
+
+    def _onecycle(self, total: int) -> Callable[[int], float]:
+        """torch OneCycleLR (anneal_strategy="cos"), as a fraction of max_lr = the base LR."""
+        start, peak = 1.0 / self.div_factor, 1.0
+        floor = start / self.final_div_factor
+        up_end = float(self.pct_start * total) - 1
+        down_end = float(total - 1)
+
+        def cos_anneal(a: float, b: float, pct: float) -> float:
+            return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+        def factor(s: int) -> float:
+            s = min(s, total - 1)
+            if s <= up_end:
+                return cos_anneal(start, peak, s / up_end) if up_end > 0 else peak
+            return cos_anneal(peak, floor, (s - up_end) / (down_end - up_end))
+
+        return factor
+
+
+def lr_curve(schedule: Schedule, steps_per_epoch: int, epochs: int) -> np.ndarray:
+    """The LR multiplier at every step of a run: what the dashboard previews before training."""
+    f = schedule.factor_fn(steps_per_epoch, epochs)
+    return np.array([f(s) for s in range(steps_per_epoch * epochs)])
+
+
+def suggest_lr(lrs: Sequence[float], losses: Sequence[float]) -> float:
+    """The LR at the steepest descent of the smoothed loss-vs-log(LR) curve (fastai's "steep").
+
+    Skips the noisy first and last points; falls back to the LR of the minimum loss over 10.
+    """
+    lr_arr, loss_arr = np.asarray(lrs, dtype=np.float64), np.asarray(losses, dtype=np.float64)
+    finite = np.isfinite(loss_arr)
+    lr_arr, loss_arr = lr_arr[finite], loss_arr[finite]
+    if len(lr_arr) < 5:
+        return float(lr_arr[np.argmin(loss_arr)] / 10) if len(lr_arr) else 1e-3
+    slopes = np.gradient(loss_arr, np.log(lr_arr))
+    lo, hi = len(slopes) // 10, len(slopes) - max(1, len(slopes) // 20)
+    return float(lr_arr[lo + int(np.argmin(slopes[lo:hi]))])
