@@ -1,0 +1,188 @@
+"""Error analysis over validation predictions: compute here, render elsewhere.
+
+Like scikit-learn's Display objects: `ErrorAnalysis.from_predictions(...)` builds a plain data
+object (numpy arrays and DataFrames); the explorer widget and `workbench.plots` only render it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class Flips:
+    """Samples whose correctness changed between two epochs (forgetting made visible)."""
+
+    right_to_wrong: np.ndarray  # ids correct before, wrong now
+    wrong_to_right: np.ndarray  # ids wrong before, correct now
+
+
+class ErrorAnalysis:
+    """Confusion matrix, per-cell samples, top losses, most-confused pairs, per-class scores."""
+
+    def __init__(self, labels: np.ndarray, probs: np.ndarray, losses: np.ndarray, ids: np.ndarray,
+                 classes: Sequence[str], epoch: int | None = None) -> None:
+        self.labels, self.probs, self.losses, self.ids = labels, probs, losses, ids
+        self.classes = list(classes)
+        self.epoch = epoch
+        self.predicted = probs.argmax(axis=1)
+        k = len(self.classes)
+        self.confusion_matrix = np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
+        self.flagged: list[dict[str, object]] = []
+        self._position = {int(i): n for n, i in enumerate(ids)}
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_predictions(cls, labels, logits_or_probs, classes: Sequence[str], ids=None, losses=None,
+                         epoch: int | None = None) -> ErrorAnalysis:
+        """Build from raw arrays. Probabilities are detected (rows in [0, 1] summing to 1);
+        anything else is taken as logits. Losses default to the cross-entropy of each sample."""
+        y = np.asarray(labels).astype(np.int64).ravel()
+        scores = np.asarray(logits_or_probs, dtype=np.float64)
+        k = len(classes)
+        if scores.ndim != 2 or scores.shape[0] != len(y):
+            raise DataError(f"logits_or_probs must have shape ({len(y)}, {k}); got {scores.shape}.")
+        if scores.shape[1] != k:
+            raise DataError(f"logits_or_probs has {scores.shape[1]} columns but there are {k} classes; they must match.")
+        if len(y) and (y.min() < 0 or y.max() >= k):
+            raise DataError(f"labels must be class indices in 0..{k - 1}; found {y.min()}..{y.max()}.")
+        is_probs = (scores >= 0).all() and (scores <= 1).all() and np.allclose(scores.sum(axis=1), 1, atol=1e-4)
+        probs = scores if is_probs else _softmax(scores)
+        ids_arr = np.arange(len(y)) if ids is None else np.asarray(ids).astype(np.int64).ravel()
+        if len(ids_arr) != len(y):
+            raise DataError(f"ids has {len(ids_arr)} entries for {len(y)} labels; give one id per sample.")
+        if losses is None:
+            losses_arr = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))
+        else:
+            losses_arr = np.asarray(losses, dtype=np.float64).ravel()
+        return cls(y, probs, losses_arr, ids_arr, classes, epoch)
+
+    @classmethod
+    def from_session(cls, session) -> ErrorAnalysis:
+        p = session.predictions
+        if p is None:
+            raise ConfigError("The session has no predictions yet: train an epoch first (session.step()).")
+        return cls.from_predictions(p.labels, p.logits, session.data.classes, ids=p.ids, losses=p.losses, epoch=p.epoch)
+
+    # ---- numbers ----------------------------------------------------------------------------
+    @property
+    def accuracy(self) -> float:
+        return float((self.predicted == self.labels).mean()) if len(self.labels) else float("nan")
+
+    @property
+    def macro_f1(self) -> float:
+        return float(self.per_class()["f1"].mean())
+
+    def normalized_confusion(self) -> np.ndarray:
+        """Rows divided by their totals: the share of each true class predicted as each class."""
+        totals = self.confusion_matrix.sum(axis=1, keepdims=True)
+        return np.divide(self.confusion_matrix, totals, out=np.zeros(self.confusion_matrix.shape), where=totals > 0)
+
+    def per_class(self) -> pd.DataFrame:
+        """Precision, recall, F1 and support per class (scikit-learn's definitions)."""
+        from sklearn.metrics import precision_recall_fscore_support
+
+        p, r, f, s = precision_recall_fscore_support(
+            self.labels, self.predicted, labels=list(range(len(self.classes))), zero_division=0
+        )
+        return pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s}, index=pd.Index(self.classes, name="class"))
+
+    def indices(self, true: int | str, pred: int | str) -> np.ndarray:
+        """Ids of the samples of class `true` predicted as `pred`, highest loss first."""
+        t, q = self._class_index(true), self._class_index(pred)
+        rows = np.flatnonzero((self.labels == t) & (self.predicted == q))
+        rows = rows[np.argsort(-self.losses[rows], kind="stable")]
+        return self.ids[rows]
+
+    def top_losses(self, k: int = 10, errors_only: bool = False) -> pd.DataFrame:
+        """The k samples with the highest loss: id, true and predicted class, its probability, loss."""
+        rows = np.argsort(-self.losses, kind="stable")
+        if errors_only:
+            rows = rows[self.predicted[rows] != self.labels[rows]]
+        return self.table(self.ids[rows[:k]])
+
+    def most_confused(self, min_count: int = 1) -> pd.DataFrame:
+        """Off-diagonal cells with at least `min_count` samples, most frequent first."""
+        cm = self.confusion_matrix.copy()
+        np.fill_diagonal(cm, 0)
+        t, q = np.nonzero(cm >= max(1, min_count))
+        order = np.lexsort((q, t, -cm[t, q]))
+        return pd.DataFrame({
+            "true": [self.classes[i] for i in t[order]],
+            "predicted": [self.classes[j] for j in q[order]],
+            "count": cm[t, q][order],
+            "true_index": t[order], "pred_index": q[order],
+        })
+
+    def flips(self, previous) -> Flips:
+        """Compare with earlier predictions (an ErrorAnalysis or Predictions) over shared ids."""
+        before = previous if isinstance(previous, ErrorAnalysis) else ErrorAnalysis.from_predictions(
+            previous.labels, previous.logits, self.classes, ids=previous.ids, losses=previous.losses)
+        was_right = {int(i): bool(ok) for i, ok in zip(before.ids, before.predicted == before.labels)}
+        now_right = self.predicted == self.labels
+        shared = np.array([int(i) in was_right for i in self.ids], dtype=bool)
+        prev = np.array([was_right.get(int(i), False) for i in self.ids], dtype=bool)
+        return Flips(self.ids[shared & prev & ~now_right], self.ids[shared & ~prev & now_right])
+
+    def table(self, ids: Sequence[int]) -> pd.DataFrame:
+        """One row per id: true, predicted, probability of the prediction, probability of the truth, loss."""
+        rows = np.array([self._position[int(i)] for i in ids], dtype=np.int64)
+        return pd.DataFrame({
+            "id": self.ids[rows],
+            "true": [self.classes[i] for i in self.labels[rows]],
+            "predicted": [self.classes[i] for i in self.predicted[rows]],
+            "probability": self.probs[rows, self.predicted[rows]],
+            "p_true": self.probs[rows, self.labels[rows]],
+            "loss": self.losses[rows],
+        })
+
+    # ---- flag for relabelling -----------------------------------------------------------------
+    def flag(self, sample_id: int, note: str = "label looks wrong") -> None:
+        """Mark a sample whose given label looks wrong (kept once; `unflag` removes it)."""
+        i = int(sample_id)
+        if i not in self._position:
+            raise DataError(f"No sample with id {i} in these predictions.")
+        if any(f["id"] == i for f in self.flagged):
+            return
+        row = self._position[i]
+        self.flagged.append({"id": i, "given_label": self.classes[self.labels[row]],
+                             "predicted_label": self.classes[self.predicted[row]], "note": note})
+
+    def unflag(self, sample_id: int) -> None:
+        self.flagged = [f for f in self.flagged if f["id"] != int(sample_id)]
+
+    def export_flagged(self, path) -> Path:
+        """Write the flagged samples as CSV: id, given_label, predicted_label, note."""
+        path = Path(path)
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["id", "given_label", "predicted_label", "note"])
+            writer.writeheader()
+            writer.writerows(self.flagged)
+        return path
+
+    def _class_index(self, c: int | str) -> int:
+        if isinstance(c, str):
+            if c not in self.classes:
+                raise ConfigError(f"Unknown class {c!r}. Classes: {', '.join(self.classes[:20])}.")
+            return self.classes.index(c)
+        if not 0 <= int(c) < len(self.classes):
+            raise ConfigError(f"Class index {c} is out of range 0..{len(self.classes) - 1}.")
+        return int(c)
+
+    def __repr__(self) -> str:
+        return (f"ErrorAnalysis({len(self.labels)} samples, {len(self.classes)} classes, "
+                f"accuracy {self.accuracy:.3f}, {int((self.predicted != self.labels).sum())} errors)")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
