@@ -1,0 +1,78 @@
+"""The quickstart, headless: `./run demo --headless` (images) or `./run demo --headless --text`.
+
+Fine-tunes the bundled EfficientNet-Lite0 on MNIST-5k (head only on cached features, then the
+last two blocks too), or the bundled MiniLM on Rotten Tomatoes, printing one line per epoch.
+Works offline: everything it loads ships inside installed packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def run_images(epochs_head: int, epochs_last: int) -> None:
+    import workbench as wb
+
+    data = wb.load_data("mnist-5k")
+    print(data)
+    model = wb.load_backbone("efficientnet_lite0", num_classes=data.num_classes, pretrained=True, image_size=64)
+    print(f"backbone: {model.name} ({model.weights}), {len(model.blocks)} blocks, input {model.preprocess.size} px")
+    session = wb.Session(data, model, optimizer="adamw", lr=1e-3, batch_size=64, seed=0)
+    _train(session, "head", epochs_head, "1) head only: the pretrained backbone is a fixed feature extractor")
+    session.configure(lr=3e-4, lr_decay=0.5)
+    _train(session, wb.last(2), epochs_last, "2) unfreeze the last 2 blocks (discriminative LR, decay 0.5)")
+    _report(session)
+
+
+def run_text(epochs_head: int, epochs_last: int) -> None:
+    import workbench as wb
+
+    data = wb.load_data("rotten-tomatoes").subset(train=1500, valid=500, seed=0)
+    print(data)
+    model = wb.load_backbone("minilm-l6", num_classes=data.num_classes, pretrained=True, max_length=64)
+    print(f"backbone: {model.name} ({model.weights}), {len(model.blocks)} blocks, max length {model.preprocess.max_length}")
+    session = wb.Session(data, model, optimizer="adamw", lr=1e-2, batch_size=32, seed=0)
+    _train(session, "head", epochs_head, "1) head only: sentence features from the frozen encoder")
+    session.configure(lr=5e-5, lr_decay=0.8)
+    _train(session, wb.last(2), epochs_last, "2) unfreeze the last 2 blocks")
+    _report(session)
+
+
+def _train(session, freeze, epochs: int, title: str) -> None:
+    session.freeze(freeze)
+    print(f"\n{title}\n{session.summary()}")
+    for _ in range(epochs):
+        print(session.step().line(), flush=True)
+
+
+def _report(session) -> None:
+    p = session.predictions
+    errors = (p.predicted != p.labels).sum()
+    classes = session.data.classes
+    pairs: dict[tuple[int, int], int] = {}
+    for t, q in zip(p.labels, p.predicted):
+        if t != q:
+            pairs[(int(t), int(q))] = pairs.get((int(t), int(q)), 0) + 1
+    top = sorted(pairs.items(), key=lambda kv: -kv[1])[:3]
+    print(f"\n{errors} of {len(p)} validation samples misclassified; most confused (true -> predicted):")
+    for (t, q), n in top:
+        print(f"  {classes[t]} -> {classes[q]}: {n}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./run demo --headless", description=__doc__.splitlines()[0])
+    parser.add_argument("--headless", action="store_true", help="run in the terminal (this module always does)")
+    parser.add_argument("--text", action="store_true", help="MiniLM on Rotten Tomatoes instead of images")
+    parser.add_argument("--epochs-head", type=int, default=3, help="epochs with only the head training")
+    parser.add_argument("--epochs-last", type=int, default=2, help="epochs with the last 2 blocks unfrozen")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    (run_text if args.text else run_images)(args.epochs_head, args.epochs_last)
+    print(f"\ndone in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
