@@ -142,3 +142,15 @@ def test_options_rebuild_the_same_architecture(name, kwargs):
 
     assert shapes(again) == shapes(model)
     assert names(again) == names(model)
+
+
+def test_seed_makes_the_new_head_reproducible_without_touching_the_global_rng():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = load_backbone("resnet18", 3, pretrained=False, image_size=32, seed=7)
+    b = load_backbone("resnet18", 3, pretrained=False, image_size=32, seed=7)
+    c = load_backbone("resnet18", 3, pretrained=False, image_size=32, seed=8)
+    assert torch.equal(torch.rand(1), expected_next)  # the global RNG was left as it was
+    assert torch.equal(a.head[-1].weight, b.head[-1].weight)
+    assert not torch.equal(a.head[-1].weight, c.head[-1].weight)

@@ -47,6 +47,7 @@ BAD = [
     (("convnext_tiny", 3), {"image_size": 16, "pretrained": False}, ["image_size=16 is not valid for 'convnext_tiny'", "default 224"]),
     (("timm:vit_tiny_patch16_224", 3), {"image_size": 40, "pretrained": False}, ["image_size=40", "patch size 16"]),
     (("resnet18", 3), {"head_dropout": 1.0}, ["head_dropout must be a float in [0, 1)", "got 1.0"]),
+    (("resnet18", 3), {"seed": -1}, ["seed", "got -1"]),
     (("resnet18", 3), {"head_dropout": -0.1}, ["head_dropout", "got -0.1"]),
     (("resnet18", 3), {"head_dropout": "0.2"}, ["head_dropout", "got '0.2'"]),
     (("resnet18", 3), {"max_length": 64}, ["max_length applies to text backbones", "use image_size"]),

@@ -89,6 +89,7 @@ class Model:
         self.options: dict[str, Any] = dict(options or {})
         self._head_path = head_path
         self._block_params: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in block_params.items()}
+        self._owner = {p: b for b, names in self._block_params.items() for p in names}  # parameter -> block
         self._check_partition()
 
     # ----------------------------------------------------------------------------- structure
@@ -168,10 +169,10 @@ class Model:
 
     def block_of(self, parameter_name: str) -> str:
         """The block a parameter belongs to."""
-        for block, names in self._block_params.items():
-            if parameter_name in names:
-                return block
-        raise ConfigError(f"{self.name} has no parameter {parameter_name!r}.")
+        block = self._owner.get(parameter_name)
+        if block is None:
+            raise ConfigError(f"{self.name} has no parameter {parameter_name!r}.")
+        return block
 
     def _module_blocks(self) -> dict[str, str | None]:
         """Module path -> its block, or None when its parameters span several blocks.

