@@ -300,3 +300,14 @@ def test_data_and_model_must_agree(digits) -> None:
     text = wb.load_data("sms-spam").subset(train=20, valid=5)
     with pytest.raises(ConfigError, match=r"holds texts but 'resnet18' is an image backbone"):
         wb.Session(text, tiny_cnn(num_classes=2))
+
+
+def test_macro_f1_equals_sklearn() -> None:
+    from sklearn.metrics import f1_score
+
+    from workbench.train.session import macro_f1
+
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 6, 300), rng.integers(0, 5, 300)  # class 5 is never predicted
+    expected = f1_score(y, p, labels=list(range(7)), average="macro", zero_division=0)  # class 6 absent
+    assert macro_f1(y, p, 7) == pytest.approx(expected)

@@ -68,7 +68,7 @@ class Augment:
 
 def _to_chw3(images: np.ndarray) -> torch.Tensor:
     """uint8 (N,H,W) or (N,H,W,C) -> uint8 (N,3,H,W)."""
-    t = torch.from_numpy(np.ascontiguousarray(images))
+    t = torch.from_numpy(np.require(images, requirements=["C", "W"]))  # copies only if read-only
     if t.ndim == 3:
         t = t[:, None]
     else:

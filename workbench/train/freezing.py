@@ -115,9 +115,8 @@ def apply_freeze(model: Model, trainable: Sequence[str]) -> None:
     """requires_grad_(True) on the parameters of `trainable` blocks, False on all the others."""
     _check_names(model, trainable)
     keep = set(trainable)
-    for name in model.block_names:
-        for p in model.parameters_of(name):
-            p.requires_grad_(name in keep)
+    for name, param in model.module.named_parameters():  # one pass (runs every epoch)
+        param.requires_grad_(model.block_of(name) in keep)
 
 
 def _has_running_stats(module: nn.Module) -> bool:

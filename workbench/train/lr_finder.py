@@ -41,7 +41,7 @@ def find_lr(session, start: float = 1e-7, end: float = 10.0, steps: int = 100, s
     try:
         with torch.random.fork_rng(devices=session._rng_devices()):
             torch.manual_seed(session.config.seed)
-            fast, _ = session._fast_path()
+            fast, _ = session.path()
             plan = session._plan(session.epoch + 1, fast, session.criterion().to(session.device),
                                  torch.Generator().manual_seed(session.config.seed))
             session._set_train_mode(fast)

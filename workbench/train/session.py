@@ -73,6 +73,16 @@ class Session:
         return [b.name for b in self.model.blocks if b.trainable]
 
     @property
+    def freeze_spec(self) -> Any:
+        """The freeze plan the next epoch uses (a pending change if one waits for it)."""
+        return self._pending.get("freeze", self._freeze_spec)
+
+    @property
+    def has_pending_changes(self) -> bool:
+        """True when settings or a freeze plan wait for the next epoch."""
+        return bool(self._pending)
+
+    @property
     def running(self) -> bool:
         return self._busy.locked()
 
@@ -180,7 +190,7 @@ class Session:
 
     def summary(self) -> str:
         """What the session decided: blocks and LRs, BN policy, path, loss. Printed, not guessed."""
-        fast, why = self._fast_path()
+        fast, why = self.path()
         lines = [
             freezing.describe(self.model, self.trainable, self.config.bn_policy, self.config.lr, self.config.lr_decay),
             f"optimizer: {self.config.optimizer}  schedule: {self.config.schedule.name}  "
@@ -218,21 +228,22 @@ class Session:
         self._apply_pending()
         c, epoch = self.config, self.epoch + 1
         self._sync_freeze(freezing.trainable_blocks(self.model, self._freeze_spec, epoch=self.epoch))
-        fast, why = self._fast_path()
+        fast, why = self.path()
         criterion = self.criterion().to(self.device)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(c.seed * 1_000_003 + epoch)  # per-epoch seed: resume is bit-identical
             gen = torch.Generator().manual_seed(c.seed * 7919 + epoch)
             plan = self._plan(epoch, fast, criterion, gen)
-            self.events.emit("epoch_start", EpochStart(epoch, tuple(self.trainable), fast, why, len(plan.batches)))
+            trainable = tuple(self.trainable)
+            self.events.emit("epoch_start", EpochStart(epoch, trainable, fast, why, len(plan.batches)))
             self._set_train_mode(fast)
-            snapshot = self._changeable_state()
+            snapshot = self._changeable_state(fast)
             outcome = train_epoch(plan, self.events, self._stop, self._running)
-        if outcome.batches and not self._weights_finite():
+        if outcome.batches and not self._weights_finite(fast):
             self.model.module.load_state_dict(snapshot, strict=False)  # nothing usable is lost
             outcome.stopped = "weights became non-finite during the epoch; rolled back to its start"
             outcome.batches = 0
-        if not fast and any(n != self._head_name() for n in self.trainable) and outcome.batches:
+        if not fast and any(n != self._head_name() for n in trainable) and outcome.batches:
             self._body_version += 1
         self.global_step += outcome.batches
         valid = None if outcome.stopped else self._evaluate(fast, criterion, epoch)
@@ -241,7 +252,7 @@ class Session:
             valid_loss=valid[0] if valid else None, valid_accuracy=valid[1] if valid else None,
             valid_macro_f1=valid[2] if valid else None,
             lrs={g["name"]: g["lr"] for g in self.optimizer.param_groups},
-            trainable=tuple(self.trainable), fast_path=fast, path_reason=why,
+            trainable=trainable, fast_path=fast, path_reason=why,
             epoch_time_s=time.perf_counter() - started, samples_per_s=outcome.samples / max(outcome.seconds, 1e-9),
             batches=outcome.batches, num_batches=len(plan.batches), stopped=outcome.stopped,
             batch_losses=tuple(outcome.batch_losses), batch_lrs=tuple(outcome.batch_lrs),
@@ -279,8 +290,6 @@ class Session:
         )
 
     def _evaluate(self, fast: bool, criterion, epoch: int) -> tuple[float, float, float]:
-        from sklearn.metrics import f1_score
-
         self.model.module.eval()
         order = self.pipeline.order("valid", EVAL_BATCH, None, shuffle=False, by_length=True)
         if fast:
@@ -294,7 +303,7 @@ class Session:
         y = self.data.valid.labels
         pred = logits.argmax(1)
         acc = float((pred == y).mean())
-        f1 = float(f1_score(y, pred, labels=list(range(self.data.num_classes)), average="macro", zero_division=0))
+        f1 = macro_f1(y, pred, self.data.num_classes)
         self.previous_predictions = self.predictions
         self.predictions = Predictions(logits, y.astype(np.int64), losses, np.arange(len(y)), epoch)
         valid_loss = float(losses.mean())
@@ -303,9 +312,10 @@ class Session:
 
     # ---- decisions ------------------------------------------------------------------------
     def _head_name(self) -> str:
-        return self.model.blocks[-1].name
+        return self.model.block_names[-1]
 
-    def _fast_path(self) -> tuple[bool, str]:
+    def path(self) -> tuple[bool, str]:
+        """Whether the next epoch trains on cached features (the fast path), and why (not)."""
         c = self.config
         if not c.fast_path:
             return False, "fast path turned off (fast_path=False)"
@@ -337,14 +347,13 @@ class Session:
         extractor, exactly what the cached-feature path computes.
         """
         module = self.model.module
-        module.train()
-        if self.config.bn_policy != "frozen":
-            return
-        if fast or all(n == self._head_name() for n in self.trainable):
+        if self.config.bn_policy == "frozen" and (fast or self.trainable == [self._head_name()]):
             module.eval()
             self.model.head.train()
             return
-        freezing.apply_bn_policy(self.model, "frozen")
+        module.train()
+        if self.config.bn_policy == "frozen":
+            freezing.apply_bn_policy(self.model, "frozen")
 
     def _sync_freeze(self, trainable: list[str]) -> None:
         """Make requires_grad and the optimizer's param groups match `trainable`, keeping the
@@ -446,17 +455,21 @@ class Session:
         exc.__cause__ = error
         return exc
 
-    def _changeable_state(self) -> dict[str, torch.Tensor]:
-        """Copies of what an epoch can change: trainable parameters and buffers (BN statistics)."""
+    def _changeable_state(self, fast: bool) -> dict[str, torch.Tensor]:
+        """Copies of what an epoch can change: trainable parameters and buffers (BN statistics).
+        On the fast path only the head trains, so only the head is copied."""
+        if fast:
+            prefix = self.model.head_path + "."
+            return {prefix + k: v.detach().clone() for k, v in self.model.head.state_dict().items()}
         trainable = {n for b in self.model.blocks if b.trainable for n in b.parameter_names}
         params = {n for n, _ in self.model.module.named_parameters()}
         return {k: v.detach().clone() for k, v in self.model.module.state_dict().items()
                 if k in trainable or k not in params}
 
-    def _weights_finite(self) -> bool:
+    def _weights_finite(self, fast: bool) -> bool:
         """Trainable parameters and float buffers (BN statistics) all finite: one sync."""
         tensors = [p for g in self.optimizer.param_groups for p in g["params"]]
-        tensors += [b for b in self.model.module.buffers() if b.is_floating_point()]
+        tensors += [b for b in (self.model.head if fast else self.model.module).buffers() if b.is_floating_point()]
         return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -470,6 +483,15 @@ class Session:
     def __repr__(self) -> str:
         return (f"Session({self.model.name} on {self.data.name}: {self.epoch} epochs, "
                 f"{len(self.trainable)}/{len(self.model.blocks)} blocks trainable, device={self.device})")
+
+
+def macro_f1(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
+    """Macro-F1 over all classes, as sklearn's f1_score(average="macro", zero_division=0)."""
+    k = num_classes
+    cm = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(np.float64)
+    denom = cm.sum(axis=0) + cm.sum(axis=1)  # 2tp + fp + fn
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
 
 
 def criterion_for(c: TrainConfig, data):
