@@ -46,6 +46,12 @@ _LAZY = {
     "Predictions": "workbench.train.records",
     "EpochResult": "workbench.train.records",
     "ErrorAnalysis": "workbench.analysis",
+    "describe_backbones": "workbench.models.catalog",
+    "BackbonePicker": "workbench.widgets",
+    "ErrorExplorer": "workbench.widgets",
+    "FreezePanel": "workbench.widgets",
+    "TrainingDashboard": "workbench.widgets",
+    "Workbench": "workbench.widgets",
 }
 
 __all__ = [

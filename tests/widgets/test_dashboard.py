@@ -1,0 +1,127 @@
+"""TrainingDashboard driven from Python: each button and control does what the public method does."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+import workbench as wb
+from workbench.widgets import TrainingDashboard
+
+
+def test_step_epoch_trains_one_epoch_and_updates_plot_table_progress(session) -> None:
+    d = TrainingDashboard(session)
+    first_plot = d.plot.value
+    d.step_button.click()
+    d.wait(60)
+    assert len(session.history) == 1 and session.history[0].completed
+    assert d.plot.value != first_plot and d.plot.value[:4] == b"\x89PNG"
+    assert "valid acc" in d.table.value and "<td>1</td>" in d.table.value
+    assert d.progress.value == d.progress.max
+    assert not d.step_button.disabled and d.stop_button.disabled
+
+
+def test_train_n_runs_n_epochs_in_the_background(session) -> None:
+    d = TrainingDashboard(session)
+    d.n_epochs.value = 3
+    d.train_button.click()
+    assert d.training and d.step_button.disabled and not d.stop_button.disabled
+    d.wait(120)
+    assert [r.epoch for r in session.history] == [1, 2, 3]
+
+
+def test_stop_halts_training_within_a_batch(digits) -> None:
+    model = wb.load_backbone("resnet18", 10, pretrained=False, image_size=16)
+    session = wb.Session(digits, model, batch_size=2, freeze="full")  # many small batches
+    d = TrainingDashboard(session)
+    started = threading.Event()
+    session.on("batch_end", lambda b: started.set())
+    session.events.batch_interval_s = 0.0
+    d.train(50)
+    assert started.wait(60)
+    d.stop_button.click()
+    d.wait(60)
+    assert not d.training and len(session.history) == 1
+    assert session.history[0].stopped.startswith("stopped by user")
+
+
+def test_pause_and_resume_buttons(session) -> None:
+    d = TrainingDashboard(session)
+    d.pause_button.value = True  # the toggle, as a click sets it
+    assert session.paused and d.pause_button.description == "Resume"
+    d.pause_button.value = False
+    assert not session.paused and d.pause_button.description == "Pause"
+
+
+@pytest.mark.parametrize(
+    ("control", "value", "expected"),
+    [
+        ("optimizer", "sgd", lambda c: c.optimizer == "sgd"),
+        ("lr", 1e-2, lambda c: c.lr == pytest.approx(1e-2)),
+        ("schedule", "cosine", lambda c: c.schedule.name == "cosine"),
+        ("epochs", 12, lambda c: c.epochs == 12),
+        ("batch_size", 16, lambda c: c.batch_size == 16),
+        ("weight_decay", 0.01, lambda c: c.weight_decay == 0.01),
+        ("loss", "focal", lambda c: c.loss == "focal"),
+        ("label_smoothing", 0.1, lambda c: c.label_smoothing == pytest.approx(0.1)),
+        ("focal_gamma", 3.0, lambda c: c.focal_gamma == 3.0),
+        ("class_weights", True, lambda c: c.class_weights == "balanced"),
+        ("sampler", "balanced", lambda c: c.sampler == "balanced"),
+        ("early_stopping", 3, lambda c: c.early_stopping == 3),
+        ("head_dropout", 0.3, lambda c: c.head_dropout == pytest.approx(0.3)),
+        ("flip", True, lambda c: c.augment.flip),
+        ("crop", True, lambda c: c.augment.crop),
+        ("rotation", 15, lambda c: c.augment.rotation == 15),
+        ("color", 0.2, lambda c: c.augment.color == pytest.approx(0.2)),
+    ],
+)
+def test_each_control_changes_the_session_setting(session, control, value, expected) -> None:
+    d = TrainingDashboard(session)
+    d.inputs[control].value = value
+    assert expected(session.config), session.config
+    assert d.message.text == ""
+
+
+def test_head_dropout_control_reaches_the_model(session) -> None:
+    d = TrainingDashboard(session)
+    d.inputs["head_dropout"].value = 0.4
+    assert session.model.head[0].p == pytest.approx(0.4)
+
+
+def test_a_bad_setting_shows_in_the_widget_and_changes_nothing(session) -> None:
+    d = TrainingDashboard(session)
+    config = session.config
+    d.set(lr=0)
+    assert "lr must be > 0" in d.message.text
+    assert session.config is config and d.inputs["lr"].value == pytest.approx(config.lr)
+
+
+def test_settings_changed_while_training_apply_from_the_next_epoch(session) -> None:
+    d = TrainingDashboard(session)
+    gate = threading.Event()
+    session.on("epoch_start", lambda e: gate.wait(30) if e.epoch == 1 else None)
+    d.train(2)
+    d.inputs["lr"].value = 0.01
+    assert "from the next epoch" in d.message.text and session.config.lr == pytest.approx(0.05)
+    gate.set()
+    d.wait(60)
+    assert session.config.lr == pytest.approx(0.01)
+    assert session.history[1].lrs[session.model.block_names[-1]] == pytest.approx(0.01)
+
+
+def test_a_training_fault_shows_in_the_dashboard_and_keeps_the_weights(session) -> None:
+    session.freeze("full")
+    session.step()
+    d = TrainingDashboard(session)
+    before = {k: v.clone() for k, v in session.model.module.state_dict().items()}
+    forward = session.model.logits
+    session.model.logits = lambda x: forward(x) * float("nan")
+    d.step()
+    d.wait(60)
+    session.model.logits = forward
+    assert "non-finite loss" in d.message.text and "Lower the learning rate" in d.message.text
+    now = session.model.module.state_dict()
+    assert all(torch.equal(now[k], v) for k, v in before.items())
+    assert not d.training and not d.step_button.disabled

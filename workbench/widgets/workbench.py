@@ -1,0 +1,71 @@
+"""Workbench: the four views in tabs (Model, Freeze, Train, Errors), over one Session."""
+
+from __future__ import annotations
+
+import ipywidgets as W
+
+from ..train.session import Session
+from .common import STYLE, MessageBox, StaticSnapshot, display_with_snapshot, guarded
+from .dashboard import TrainingDashboard
+from .explorer import ErrorExplorer
+from .freeze import FreezePanel
+from .picker import BackbonePicker
+
+TABS = ("Model", "Freeze", "Train", "Errors")
+
+
+class Workbench(W.VBox):
+    """`Workbench(session)`, or `Workbench(data)` to start by picking a backbone.
+
+    Loading another backbone in the Model tab starts a new Session (the old one is untouched
+    and stays in `previous_sessions`).
+    """
+
+    def __init__(self, source, **session_settings) -> None:
+        self.session: Session | None = source if isinstance(source, Session) else None
+        self.data = self.session.data if self.session is not None else source
+        self.session_settings = session_settings
+        self.previous_sessions: list[Session] = []
+        self.snapshot = StaticSnapshot()  # the last training plot as a plain output, for saved notebooks
+        self.message = MessageBox()
+        self.picker = BackbonePicker(self.data)
+        self.picker.on_load(self._use_model)
+        self.freeze_panel: FreezePanel | None = None
+        self.dashboard: TrainingDashboard | None = None
+        self.explorer: ErrorExplorer | None = None
+        self.tabs = W.Tab(children=[self.picker] + [_placeholder("Load a backbone in the Model tab first.")] * 3)
+        for i, title in enumerate(TABS):
+            self.tabs.set_title(i, title)
+        self.tabs.add_class("wb-tabs")
+        super().__init__([W.HTML(STYLE), self.tabs, self.message], layout=W.Layout(max_width="1100px"))
+        self.add_class("wb-workbench")
+        if self.session is not None:
+            self._attach(self.session)
+            self.tabs.selected_index = 2
+
+    def _ipython_display_(self) -> None:
+        display_with_snapshot(self, self.snapshot)
+
+    @guarded()
+    def _use_model(self, model) -> None:
+        if self.session is not None:
+            if self.session.running:
+                self.session.stop()
+            self.previous_sessions.append(self.session)
+        self._attach(Session(self.data, model, **self.session_settings))
+        self.tabs.selected_index = 1
+
+    def _attach(self, session: Session) -> None:
+        self.session = session
+        self.freeze_panel = FreezePanel(session)
+        self.dashboard = TrainingDashboard(session, snapshot=self.snapshot)
+        self.explorer = ErrorExplorer(session)
+        self.tabs.children = [self.picker, self.freeze_panel, self.dashboard, self.explorer]
+        for i, title in enumerate(TABS):
+            self.tabs.set_title(i, title)
+
+
+def _placeholder(text: str) -> W.HTML:
+    box = MessageBox()
+    box.show(text, "info")
+    return box
