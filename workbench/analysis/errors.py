@@ -157,7 +157,7 @@ class ErrorAnalysis:
                              "predicted_label": self.classes[self.predicted[row]], "note": note})
 
     def unflag(self, sample_id: int) -> None:
-        self.flagged = [f for f in self.flagged if f["id"] != int(sample_id)]
+        self.flagged[:] = [f for f in self.flagged if f["id"] != int(sample_id)]  # in place: views share the list
 
     def export_flagged(self, path) -> Path:
         """Write the flagged samples as CSV: id, given_label, predicted_label, note."""
