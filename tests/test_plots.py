@@ -50,3 +50,8 @@ def test_large_confusion_keeps_the_most_confused_classes() -> None:
     cm[3, 17] = cm[17, 3] = cm[25, 3] = 4
     assert plots.rank_by_confusion(cm)[:3] == [3, 17, 25]
     assert plots.involved_classes(cm, 3) == [3, 17, 25]
+
+
+def test_figures_display_as_png_in_a_notebook(trained) -> None:
+    fig = plots.training_figure(trained.history)
+    assert isinstance(fig, plots.PlotFigure) and is_png(fig._repr_png_())

@@ -16,6 +16,14 @@ from matplotlib.figure import Figure
 COLORS = {"train": "#1f77b4", "valid": "#d62728", "f1": "#2ca02c", "batch": "#9ecae1"}
 
 
+class PlotFigure(Figure):
+    """A matplotlib Figure that shows itself as a PNG in a notebook (no pyplot needed), so a
+    figure on a cell's last line becomes a plain image output that a saved notebook keeps."""
+
+    def _repr_png_(self) -> bytes:
+        return png(self)
+
+
 def png(fig: Figure, dpi: int = 80) -> bytes:
     """Render a figure to PNG bytes (~70 ms for the training figure)."""
     FigureCanvasAgg(fig)
@@ -33,7 +41,7 @@ def training_figure(history: Sequence, live: Live | None = None, size: tuple[flo
     `history` is `session.history`; `live` holds the batch losses seen so far of the epoch in
     progress (1-based epoch), drawn before that epoch is recorded.
     """
-    fig = Figure(figsize=size, layout="constrained")
+    fig = PlotFigure(figsize=size, layout="constrained")
     ax_loss, ax_metric, ax_lr = fig.subplots(1, 3)
     _loss_panel(ax_loss, history, live)
     _metric_panel(ax_metric, history)
@@ -121,7 +129,7 @@ def confusion_figure(analysis, normalize: bool = False, max_classes: int = 30, s
     if len(classes) > max_classes:  # keep the classes in the most confusion
         keep = involved_classes(analysis.confusion_matrix, max_classes)
         matrix, classes = matrix[np.ix_(keep, keep)], [classes[i] for i in keep]
-    fig = Figure(figsize=(size, size * 0.85), layout="constrained")
+    fig = PlotFigure(figsize=(size, size * 0.85), layout="constrained")
     ax = fig.subplots()
     sns.heatmap(matrix, ax=ax, cmap="Blues", annot=len(classes) <= 12, fmt=".2f" if normalize else "d",
                 xticklabels=classes, yticklabels=classes, cbar=True, square=True, linewidths=0.5)
@@ -147,7 +155,7 @@ def top_losses_figure(analysis, data, k: int = 12, columns: int = 6) -> Figure:
     """The k highest-loss validation samples: images with labels, or text snippets."""
     table = analysis.top_losses(k)
     rows = max(1, int(np.ceil(len(table) / columns)))
-    fig = Figure(figsize=(columns * 1.7, rows * 1.9), layout="constrained")
+    fig = PlotFigure(figsize=(columns * 1.7, rows * 1.9), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
     for ax in axes:
         ax.axis("off")
@@ -172,7 +180,7 @@ def _wrap(text: str, width: int, lines: int) -> str:
 
 def lr_finder_figure(result, size: tuple[float, float] = (5, 3.2)) -> Figure:
     """Loss against LR (log scale) from `session.find_lr()`, with the suggestion marked."""
-    fig = Figure(figsize=size, layout="constrained")
+    fig = PlotFigure(figsize=size, layout="constrained")
     ax = fig.subplots()
     ax.plot(result.lrs, result.raw_losses, color=COLORS["batch"], lw=0.8, label="batch loss")
     ax.plot(result.lrs, result.losses, color=COLORS["train"], label="smoothed")
