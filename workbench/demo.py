@@ -48,17 +48,14 @@ def _train(session, freeze, epochs: int, title: str) -> None:
 
 
 def _report(session) -> None:
-    p = session.predictions
-    errors = (p.predicted != p.labels).sum()
-    classes = session.data.classes
-    pairs: dict[tuple[int, int], int] = {}
-    for t, q in zip(p.labels, p.predicted):
-        if t != q:
-            pairs[(int(t), int(q))] = pairs.get((int(t), int(q)), 0) + 1
-    top = sorted(pairs.items(), key=lambda kv: -kv[1])[:3]
-    print(f"\n{errors} of {len(p)} validation samples misclassified; most confused (true -> predicted):")
-    for (t, q), n in top:
-        print(f"  {classes[t]} -> {classes[q]}: {n}")
+    import workbench as wb
+
+    errors = wb.ErrorAnalysis.from_session(session)
+    wrong = int((errors.predicted != errors.labels).sum())
+    print(f"\n{wrong} of {len(errors.labels)} validation samples misclassified "
+          f"(accuracy {errors.accuracy:.3f}, macro-F1 {errors.macro_f1:.3f}); most confused (true -> predicted):")
+    for row in errors.most_confused(min_count=1).head(3).itertuples():
+        print(f"  {row.true} -> {row.predicted}: {row.count}")
 
 
 def main(argv: list[str] | None = None) -> int:
