@@ -1,0 +1,56 @@
+"""Shared by the benchmark scripts: alternate contenders, repeat, report median and range as JSON.
+
+Machines here are shared and noisy, so figures are ratios measured in one run, contenders
+alternate within each round (drift hits both), and we print the median with the range.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(contenders: dict[str, Callable[[], object]], rounds: int = 3, warmup: int = 1) -> dict[str, list[float]]:
+    """Run each contender once per round, in turn; `warmup` untimed rounds first."""
+    for _ in range(warmup):
+        for fn in contenders.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            times[name].append(timed(fn))
+    return times
+
+
+def ratio(times: dict[str, list[float]], num: str, den: str) -> dict[str, float]:
+    """Median and range of per-round ratios num/den (paired within a round)."""
+    r = [a / b for a, b in zip(times[num], times[den])]
+    return {"median": round(statistics.median(r), 4), "min": round(min(r), 4), "max": round(max(r), 4)}
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4), "max_s": round(max(times), 4)}
+
+
+def machine() -> dict[str, object]:
+    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def emit(name: str, result: dict[str, object]) -> None:
+    print(json.dumps({"benchmark": name, "machine": machine(), **result}, indent=1))

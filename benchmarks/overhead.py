@@ -1,0 +1,53 @@
+"""Session epoch time vs a plain PyTorch loop doing the same work. Target ratio <= 1.03.
+
+Same model (a copy with the same weights), data tensors, batch size, batch order, optimizer,
+loss, memory layout and train/eval modes; both train one epoch and then evaluate the valid split
+(per-sample losses and accuracy). Head-only uses cached features in both. Prints JSON.
+
+    python benchmarks/overhead.py [--rounds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+
+from common import alternate, emit, ratio, summary
+from plain import PlainLoop
+
+import workbench as wb
+
+
+def case(data, backbone: str, freeze, rounds: int, **build) -> dict[str, object]:
+    torch.manual_seed(0)
+    model = wb.load_backbone(backbone, num_classes=data.num_classes, pretrained=True, **build)
+    twin = copy.deepcopy(model)
+    session = wb.Session(data, model, optimizer="adamw", lr=1e-4, batch_size=32, freeze=freeze)
+    session.step()  # builds the batch tensors and, head-only, the feature cache: shared set-up
+    plain = PlainLoop(session, twin)
+    times = alternate({"session": session.step, "plain": plain}, rounds=rounds)
+    return {"session": summary(times["session"]), "plain": summary(times["plain"]),
+            "ratio": ratio(times, "session", "plain")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller data, for a smoke run")
+    args = parser.parse_args()
+    n_img, n_txt = (20, 40) if args.quick else (60, 150)
+    images = wb.load_data("mnist-5k").subset(train=n_img, valid=n_img // 2)
+    texts = wb.load_data("rotten-tomatoes").subset(train=n_txt, valid=n_txt // 2)
+    results = {}
+    for label, freeze in (("head_only", "head"), ("last_2", wb.last(2)), ("full", "full")):
+        results[f"image_{label}"] = case(images, "efficientnet_lite0", freeze, args.rounds, image_size=64)
+        results[f"text_{label}"] = case(texts, "minilm-l6", freeze, args.rounds, max_length=64)
+    emit("overhead", {"target": "ratio median <= 1.03", "images": f"mnist-5k {len(images.train)}/{len(images.valid)} "
+                      "efficientnet_lite0 64px", "texts": f"rotten-tomatoes {len(texts.train)}/{len(texts.valid)} "
+                      "minilm-l6 max_length 64", "batch_size": 32, "rounds": args.rounds, "results": results})
+
+
+if __name__ == "__main__":
+    main()
