@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 COLORS = {"train": "#1f77b4", "valid": "#d62728", "f1": "#2ca02c", "batch": "#9ecae1"}
 
@@ -41,79 +42,112 @@ def training_figure(history: Sequence, live: Live | None = None, size: tuple[flo
     `history` is `session.history`; `live` holds the batch losses seen so far of the epoch in
     progress (1-based epoch), drawn before that epoch is recorded.
     """
-    fig = PlotFigure(figsize=size, layout="constrained")
-    ax_loss, ax_metric, ax_lr = fig.subplots(1, 3)
-    _loss_panel(ax_loss, history, live)
-    _metric_panel(ax_metric, history)
-    _lr_panel(ax_lr, history)
-    return fig
+    return TrainingPlot(size).update(history, live)
+
+
+class TrainingPlot:
+    """The training figure kept alive between renders: updates only set new data on its lines.
+
+    Re-rendering an existing figure took 83 ms here against 155 ms for building a new one
+    (matplotlib caches text layouts per figure), so the live dashboard keeps one of these.
+    """
+
+    def __init__(self, size: tuple[float, float] = (10.5, 2.9)) -> None:
+        self.fig = fig = PlotFigure(figsize=size)
+        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.9, wspace=0.28)  # no constrained layout: ~100 ms
+        self.ax_loss, self.ax_metric, self.ax_lr = axes = fig.subplots(1, 3)
+        lo, me, lr = axes
+        self.batch, = lo.plot([], [], color=COLORS["batch"], lw=0.8)
+        self.train, = lo.plot([], [], "o-", color=COLORS["train"], ms=4, label="train")
+        self.valid, = lo.plot([], [], "o-", color=COLORS["valid"], ms=4, label="valid")
+        self.unfreeze, = lo.plot([], [], color="grey", lw=0.8, ls=":", transform=lo.get_xaxis_transform())
+        self.train_acc, = me.plot([], [], "o--", color=COLORS["train"], ms=3, lw=1, label="train acc")
+        self.valid_acc, = me.plot([], [], "o-", color=COLORS["valid"], ms=4, label="valid acc")
+        self.f1, = me.plot([], [], "s-", color=COLORS["f1"], ms=3, label="valid macro-F1")
+        self.best = me.annotate("", (0, 0), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+        self.batch_lr, = lr.plot([], [], color="black", lw=0.6, alpha=0.5)
+        self.lr_lines: dict[str, object] = {}
+        lo.legend(loc="upper right", fontsize=8, frameon=False)
+        me.legend(loc="lower right", fontsize=8, frameon=False)
+        lo.set(title="loss (light: every batch)", xlabel="epoch")
+        me.set(title="accuracy and macro-F1 (valid)", xlabel="epoch", ylim=(0, 1.05))
+        lr.set(title="learning rate per block", xlabel="epoch")
+        self.empty = [ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center", transform=ax.transAxes,
+                              color="grey") for ax in axes]
+        for ax in axes:
+            ax.grid(alpha=0.3)
+
+    def update(self, history: Sequence, live: Live | None = None) -> Figure:
+        """Show `history` (and the epoch in progress); returns the figure."""
+        xs: list[float] = []
+        ys: list[float] = []
+        for r in history:
+            if r.batch_losses:
+                xs += [*_batch_x(r.epoch, r.num_batches, len(r.batch_losses)), np.nan]
+                ys += [*r.batch_losses, np.nan]
+        if live and live[2]:
+            epoch, n_batches, points = live
+            xs += [epoch - 1 + b / max(n_batches, 1) for b, _ in points]
+            ys += [loss for _, loss in points]
+        self.batch.set_data(xs, ys)
+        done = [r for r in history if r.completed and r.valid_loss is not None]
+        epochs = [r.epoch for r in done]
+        self.train.set_data(epochs, [r.train_loss for r in done])
+        self.valid.set_data(epochs, [r.valid_loss for r in done])
+        starts = [r.epoch - 1 for r in history[1:] if not r.fast_path and history[r.epoch - 2].fast_path]
+        self.unfreeze.set_data(np.repeat(starts, 3), [0, 1, np.nan] * len(starts))  # where unfreezing began
+        self.train_acc.set_data(epochs, [r.train_accuracy for r in done])
+        self.valid_acc.set_data(epochs, [r.valid_accuracy for r in done])
+        self.f1.set_data(epochs, [r.valid_macro_f1 for r in done])
+        if done:
+            best = max(done, key=lambda r: r.valid_accuracy)
+            self.best.xy = (best.epoch, best.valid_accuracy)
+            self.best.set_text(f"{best.valid_accuracy:.3f}")
+        self._update_lr(history)
+        n = max([r.epoch for r in history] + ([live[0]] if live else []), default=1)
+        for ax, text in zip((self.ax_loss, self.ax_metric, self.ax_lr), self.empty):
+            text.set_visible(not history)
+            if ax is not self.ax_metric:
+                ax.relim()
+                ax.autoscale_view()
+            ax.set_xlim(0, max(n, 1) + 0.2)
+        return self.fig
+
+    def _update_lr(self, history: Sequence) -> None:
+        groups: dict[str, list[tuple[int, float]]] = {}
+        for r in history:
+            for name, lr in r.lrs.items():
+                groups.setdefault(name, []).append((r.epoch, lr))
+        for name in groups:
+            if name not in self.lr_lines:  # a block joined the optimizer: a new line (rare)
+                self.lr_lines[name], = self.ax_lr.plot([], [], "o-", ms=3, lw=1)
+        bx: list[float] = []
+        by: list[float] = []
+        for r in history:
+            if r.batch_lrs:
+                bx += [*_batch_x(r.epoch, r.num_batches, len(r.batch_lrs)), np.nan]
+                by += [*r.batch_lrs, np.nan]
+        self.batch_lr.set_data(bx, by)
+        for name, line in self.lr_lines.items():
+            points = groups.get(name, [])
+            line.set_data([p[0] for p in points], [p[1] for p in points])
+        if groups and self.ax_lr.get_yscale() != "log":
+            self.ax_lr.set_yscale("log")
+            self.ax_lr.yaxis.set_minor_locator(NullLocator())  # log minor ticks were the costliest part
+        names = list(self.lr_lines)
+        # the head and the blocks just below it (record.trainable is in forward order): the ones a person changes
+        labelled = [n for n in history[-1].trainable if n in self.lr_lines][-4:] if history else []
+        for name, line in self.lr_lines.items():
+            line.set_label(_short(name, 14) if name in labelled else "_nolegend_")
+        if names and getattr(self, "_legend_for", None) != tuple(names):
+            more = f" (+{len(names) - 4} more)" if len(names) > 4 else ""
+            self.ax_lr.legend(loc="lower left", fontsize=7, frameon=False, title=f"blocks{more}", title_fontsize=7)
+            self._legend_for = tuple(names)
 
 
 def _batch_x(epoch: int, n_batches: int, count: int) -> np.ndarray:
     """x positions of an epoch's batches: epoch - 1 + fraction done, so epoch k ends at x = k."""
     return epoch - 1 + np.arange(1, count + 1) / max(n_batches, 1)
-
-
-def _loss_panel(ax, history, live: Live | None) -> None:
-    for r in history:
-        if r.batch_losses:
-            ax.plot(_batch_x(r.epoch, r.num_batches, len(r.batch_losses)), r.batch_losses,
-                    color=COLORS["batch"], lw=0.8)
-    if live and live[2]:
-        epoch, n_batches, points = live
-        ax.plot([epoch - 1 + b / max(n_batches, 1) for b, _ in points], [loss for _, loss in points],
-                color=COLORS["batch"], lw=0.8)
-    done = [r for r in history if r.completed]
-    if done:
-        ax.plot([r.epoch for r in done], [r.train_loss for r in done], "o-", color=COLORS["train"], ms=4, label="train")
-        ax.plot([r.epoch for r in done], [r.valid_loss for r in done], "o-", color=COLORS["valid"], ms=4, label="valid")
-        ax.legend(loc="upper right", fontsize=8, frameon=False)
-    for r in history:
-        if not r.fast_path and r.epoch > 1 and history[r.epoch - 2].fast_path:
-            ax.axvline(r.epoch - 1, color="grey", lw=0.8, ls=":")  # where unfreezing began
-    ax.set(title="loss (light: every batch)", xlabel="epoch")
-    _finish(ax, history, live)
-
-
-def _metric_panel(ax, history) -> None:
-    done = [r for r in history if r.completed and r.valid_accuracy is not None]
-    if done:
-        epochs = [r.epoch for r in done]
-        ax.plot(epochs, [r.train_accuracy for r in done], "o--", color=COLORS["train"], ms=3, lw=1, label="train acc")
-        ax.plot(epochs, [r.valid_accuracy for r in done], "o-", color=COLORS["valid"], ms=4, label="valid acc")
-        ax.plot(epochs, [r.valid_macro_f1 for r in done], "s-", color=COLORS["f1"], ms=3, label="valid macro-F1")
-        ax.legend(loc="lower right", fontsize=8, frameon=False)
-        best = max(done, key=lambda r: r.valid_accuracy)
-        ax.annotate(f"{best.valid_accuracy:.3f}", (best.epoch, best.valid_accuracy), textcoords="offset points",
-                    xytext=(0, 6), ha="center", fontsize=8)
-    ax.set(title="accuracy and macro-F1 (valid)", xlabel="epoch", ylim=(0, 1.05))
-    _finish(ax, history)
-
-
-def _lr_panel(ax, history) -> None:
-    groups: dict[str, list[tuple[int, float]]] = {}
-    for r in history:
-        for name, lr in r.lrs.items():
-            groups.setdefault(name, []).append((r.epoch, lr))
-    for name, points in list(groups.items())[-6:]:  # the top blocks: the ones a person changes
-        xs, ys = zip(*points)
-        ax.plot(xs, ys, "o-", ms=3, lw=1, label=_short(name))
-    batch = [(_batch_x(r.epoch, r.num_batches, len(r.batch_lrs)), r.batch_lrs) for r in history if r.batch_lrs]
-    for xs, ys in batch:
-        ax.plot(xs, ys, color="black", lw=0.6, alpha=0.5)
-    if groups:
-        ax.set_yscale("log")
-        ax.legend(loc="best", fontsize=7, frameon=False)
-    ax.set(title="learning rate per block", xlabel="epoch")
-    _finish(ax, history)
-
-
-def _finish(ax, history, live: Live | None = None) -> None:
-    n = max([r.epoch for r in history] + ([live[0]] if live else []), default=1)
-    ax.set_xlim(0, max(n, 1) + 0.2)
-    ax.grid(alpha=0.3)
-    if not history:
-        ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center", transform=ax.transAxes, color="grey")
 
 
 def _short(name: str, width: int = 18) -> str:

@@ -37,6 +37,8 @@ class TrainingDashboard(W.VBox):
         self._live: list[tuple[int, float]] = []
         self._live_epoch = (0, 1)
         self._next_plot = 0.0
+        self._figure = plots.TrainingPlot()  # kept between renders: only its lines change
+        self._render_lock = threading.Lock()  # renders come from the main and the training thread
         self._syncing = False
         self.controls = self._build_controls()
         self.step_button = W.Button(description="Step epoch", icon="step-forward", button_style="primary")
@@ -181,10 +183,12 @@ class TrainingDashboard(W.VBox):
     def _render_plot(self, live: bool = False) -> None:
         start = time.perf_counter()
         points = list(self._live) if live else []
-        fig = plots.training_figure(self.session.history, live=(*self._live_epoch, points) if points else None)
-        self.plot.value = plots.png(fig)
+        with self._render_lock:
+            fig = self._figure.update(self.session.history, live=(*self._live_epoch, points) if points else None)
+            png = plots.png(fig)
+        self.plot.value = png
         if not live and self.session.history:
-            self.snapshot.update(self.plot.value)
+            self.snapshot.update(png)
         cost = time.perf_counter() - start
         self._next_plot = time.perf_counter() + max(PLOT_EVERY_S, cost / PLOT_BUDGET)
 
