@@ -42,7 +42,7 @@ class ErrorExplorer(W.VBox):
         self._thumbs = ThumbnailCache(self.data) if self.data.kind == "image" else None
         k = self.data.num_classes
         self.mode = W.ToggleButtons(options=[("count", "count"), ("row %", "rate")], value="count",
-                                    style={"button_width": "60px"}, tooltips=["cell colour by count", "by share of the true class"])
+                                    style={"button_width": "72px"}, tooltips=["cell colour by count", "by share of the true class"])
         self.classes_pick = W.SelectMultiple(options=[(c, i) for i, c in enumerate(self.data.classes)],
                                              rows=6, description="classes", layout=W.Layout(width="260px"))
         self.classes_pick.layout.display = "none" if k <= max_cells else ""
@@ -103,7 +103,8 @@ class ErrorExplorer(W.VBox):
         self.mode.observe(lambda _: self._paint(), names="value")
         self.classes_pick.observe(lambda _: self._place_classes(), names="value")
         self.children = [W.HTML(STYLE), self.header, W.HBox([W.VBox([W.HBox([self.mode, self.classes_pick]),
-                                                                     self.matrix]), side]),
+                                                                     self.matrix]), side],
+                                                              layout=W.Layout(flex_flow="row wrap")),
                          self.message, self.gallery]
         self.add_class("wb-explorer")
         session.on("epoch_end", lambda _: self.refresh())
