@@ -68,6 +68,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "plots":  # the figures module, for reports and notebooks
+        return importlib.import_module("workbench.plots")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")

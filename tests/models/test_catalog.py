@@ -25,3 +25,16 @@ def test_bundled_backbones_are_always_available_and_hub_ones_follow_the_hub(monk
     online = describe_backbones("text")
     assert online["available"].all() and list(online.index) == ["bert-base-uncased", "distilbert-base-uncased",
                                                                "roberta-base", "minilm-l6"]
+
+
+def test_describing_in_a_thread_while_loading_does_not_break_imports():
+    """The picker describes a backbone in a thread; a load at the same time used to fail with
+    ImportError from transformers' lazy modules (3 of 3 runs in a fresh process)."""
+    import subprocess
+    import sys
+
+    code = ("import threading, workbench as wb\nfrom workbench.models.catalog import backbone_card\n"
+            "t = threading.Thread(target=backbone_card, args=('minilm-l6',)); t.start()\n"
+            "m = wb.load_backbone('minilm-l6', 2); t.join(); print(m.name)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "minilm-l6", out.stderr[-1500:]

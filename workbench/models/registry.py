@@ -8,6 +8,7 @@ the preprocessing and the provenance of the weights. Heavy libraries are importe
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Real
@@ -31,6 +32,7 @@ from .blocks import (
 from .model import ImagePreprocess, Model, TextPreprocess
 
 KINDS = ("image", "text")
+_BUILD_LOCK = threading.RLock()
 DEFAULT_MAX_LENGTH = 128
 
 
@@ -142,12 +144,16 @@ def load_backbone(
         _check_int("max_length", max_length, 1, "tokens per text, e.g. 128")
     build: Callable[..., Model] = {"torchvision": _torchvision, "timm": _timm, "transformers": _transformers}[info.library]
     opts = dict(image_size=image_size) if info.kind == "image" else dict(max_length=max_length)
-    if seed is None:
-        return build(info, num_classes, pretrained, granularity=granularity, head_dropout=float(head_dropout), **opts)
-    _check_int("seed", seed, 0, "any integer >= 0, or None for the global RNG")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build(info, num_classes, pretrained, granularity=granularity, head_dropout=float(head_dropout), **opts)
+    if seed is not None:
+        _check_int("seed", seed, 0, "any integer >= 0, or None for the global RNG")
+    # One build at a time: two threads importing transformers' lazy modules at once (the picker
+    # describing a backbone while a load runs) made one fail with ImportError.
+    with _BUILD_LOCK:
+        if seed is None:
+            return build(info, num_classes, pretrained, granularity=granularity, head_dropout=float(head_dropout), **opts)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build(info, num_classes, pretrained, granularity=granularity, head_dropout=float(head_dropout), **opts)
 
 
 # ------------------------------------------------------------------------------------ helpers
