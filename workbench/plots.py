@@ -79,12 +79,7 @@ class TrainingPlot:
 
     def update(self, history: Sequence, live: Live | None = None) -> Figure:
         """Show `history` (and the epoch in progress); returns the figure."""
-        xs: list[float] = []
-        ys: list[float] = []
-        for r in history:
-            if r.batch_losses:
-                xs += [*_batch_x(r.epoch, r.num_batches, len(r.batch_losses)), np.nan]
-                ys += [*r.batch_losses, np.nan]
+        xs, ys = _per_batch(history, "batch_losses")
         if live and live[2]:
             epoch, n_batches, points = live
             xs += [epoch - 1 + b / max(n_batches, 1) for b, _ in points]
@@ -121,13 +116,7 @@ class TrainingPlot:
         for name in groups:
             if name not in self.lr_lines:  # a block joined the optimizer: a new line (rare)
                 self.lr_lines[name], = self.ax_lr.plot([], [], "o-", ms=3, lw=1)
-        bx: list[float] = []
-        by: list[float] = []
-        for r in history:
-            if r.batch_lrs:
-                bx += [*_batch_x(r.epoch, r.num_batches, len(r.batch_lrs)), np.nan]
-                by += [*r.batch_lrs, np.nan]
-        self.batch_lr.set_data(bx, by)
+        self.batch_lr.set_data(*_per_batch(history, "batch_lrs"))
         for name, line in self.lr_lines.items():
             points = groups.get(name, [])
             line.set_data([p[0] for p in points], [p[1] for p in points])
@@ -143,6 +132,18 @@ class TrainingPlot:
             more = f" (+{len(names) - 4} more)" if len(names) > 4 else ""
             self.ax_lr.legend(loc="lower left", fontsize=7, frameon=False, title=f"blocks{more}", title_fontsize=7)
             self._legend_for = tuple(names)
+
+
+def _per_batch(history: Sequence, field: str) -> tuple[list[float], list[float]]:
+    """One series over all epochs of a per-batch record field, NaN between epochs (one line)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for r in history:
+        values = getattr(r, field)
+        if values:
+            xs += [*_batch_x(r.epoch, r.num_batches, len(values)), np.nan]
+            ys += [*values, np.nan]
+    return xs, ys
 
 
 def _batch_x(epoch: int, n_batches: int, count: int) -> np.ndarray:
