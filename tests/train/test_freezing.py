@@ -22,6 +22,7 @@ from workbench.train.freezing import (
     last,
     param_groups,
     progressive,
+    set_training,
     trainable_blocks,
 )
 
@@ -226,3 +227,30 @@ def test_describe_prints_the_decisions():
     for fragment in ["layer4", "trainable", "frozen", "1.00e-03", "5.00e-04", "BatchNorm policy 'frozen'", "eval mode", "x0.5"]:
         assert fragment in text
     assert "stem" in text.splitlines()[2] and text.splitlines()[2].rstrip().endswith("-")
+
+
+def test_set_training_leaves_every_module_as_train_and_eval_do() -> None:
+    model = load_backbone("resnet18", num_classes=3, pretrained=False, image_size=16)
+    twin = load_backbone("resnet18", num_classes=3, pretrained=False, image_size=16)
+    modes = lambda m: [x.training for x in m.module.modules()]  # noqa: E731
+    twin.module.layer2.train()
+    twin.module.eval()
+    twin.head.train()
+    model.module.layer2.train()
+    set_training(model.submodules(), False)
+    set_training(model.head.modules(), True)
+    assert modes(model) == modes(twin) and model.head.training and not model.module.layer1[0].bn1.training
+    set_training(model.submodules(), True)
+    twin.module.train()
+    assert modes(model) == modes(twin) and all(modes(model))
+
+
+def test_block_map_follows_replaced_parameters() -> None:
+    model = load_backbone("resnet18", num_classes=3, pretrained=False, image_size=16)
+    assert model.trainable_blocks() == model.block_names
+    fresh = {k: torch.zeros_like(v) for k, v in model.module.state_dict().items()}
+    model.module.load_state_dict(fresh, assign=True)  # new Parameter objects
+    apply_freeze(model, ["head"])
+    assert [p.requires_grad for p in model.module.parameters()] == [
+        n.startswith(model.head_path + ".") for n, _ in model.module.named_parameters()]
+    assert model.trainable_blocks() == ["head"] and all(p.abs().sum() == 0 for p in model.parameters_of("head"))

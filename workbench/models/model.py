@@ -91,6 +91,9 @@ class Model:
         self._block_params: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in block_params.items()}
         self._owner = {p: b for b, names in self._block_params.items() for p in names}  # parameter -> block
         self._check_partition()
+        self._tensors: dict[str, list[nn.Parameter]] | None = None  # block -> its Parameter objects
+        self._module_map: dict[str, str | None] | None = None
+        self._submodules: list[nn.Module] | None = None
 
     # ----------------------------------------------------------------------------- structure
     def _check_partition(self) -> None:
@@ -132,22 +135,42 @@ class Model:
         """Block names in forward order (stem first, head last)."""
         return list(self._block_params)
 
+    def _block_tensors(self) -> dict[str, list[nn.Parameter]]:
+        """Block -> its Parameter objects. Walking the module tree costs ~1 ms for a CNN and the
+        session asks every epoch, so the map is kept; it is rebuilt when parameter objects were
+        replaced (e.g. load_state_dict(assign=True)), checked by identity on the first and last."""
+        cached, names = self._tensors, self._block_params
+        if cached is not None:
+            first, last = next(iter(names)), next(reversed(names))
+            if (self.module.get_parameter(names[first][0]) is cached[first][0]
+                    and self.module.get_parameter(names[last][-1]) is cached[last][-1]):
+                return cached
+        params = dict(self.module.named_parameters())
+        self._tensors = {b: [params[p] for p in names] for b, names in self._block_params.items()}
+        return self._tensors
+
     @property
     def blocks(self) -> list[Block]:
-        """Blocks in forward order, rebuilt from the live module (trainable reflects requires_grad)."""
-        params = dict(self.module.named_parameters())
-        out = []
-        for name, pnames in self._block_params.items():
-            ps = [params[p] for p in pnames]
-            out.append(
-                Block(
-                    name=name,
-                    params=sum(p.numel() for p in ps),
-                    trainable=all(p.requires_grad for p in ps),
-                    parameter_names=pnames,
-                )
-            )
-        return out
+        """Blocks in forward order, read from the live module (trainable reflects requires_grad)."""
+        return [
+            Block(name=name, params=sum(p.numel() for p in ps), trainable=all(p.requires_grad for p in ps),
+                  parameter_names=self._block_params[name])
+            for name, ps in self._block_tensors().items()
+        ]
+
+    def submodules(self) -> list[nn.Module]:
+        """Every module in `module` (itself first), listed once: the structure is fixed at build."""
+        if self._submodules is None:
+            self._submodules = list(self.module.modules())
+        return self._submodules
+
+    def block_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Block name -> its parameters (forward order), from one lookup."""
+        return {b: list(ps) for b, ps in self._block_tensors().items()}
+
+    def trainable_blocks(self) -> list[str]:
+        """Names of the blocks whose parameters all require grad, in forward order."""
+        return [name for name, ps in self._block_tensors().items() if all(p.requires_grad for p in ps)]
 
     def _check_block(self, name: str) -> None:
         if name not in self._block_params:
@@ -164,8 +187,7 @@ class Model:
     def parameters_of(self, block_name: str) -> list[nn.Parameter]:
         """The parameters of one block, in registration order."""
         self._check_block(block_name)
-        params = dict(self.module.named_parameters())
-        return [params[p] for p in self._block_params[block_name]]
+        return list(self._block_tensors()[block_name])
 
     def block_of(self, parameter_name: str) -> str:
         """The block a parameter belongs to."""
@@ -178,9 +200,12 @@ class Model:
         """Module path -> its block, or None when its parameters span several blocks.
 
         A module without parameters of its own subtree (e.g. BatchNorm(affine=False)) inherits its
-        parent's block, so its buffers follow the block it sits in.
+        parent's block, so its buffers follow the block it sits in. Computed once: the module
+        structure is fixed when the model is built.
         """
-        owner = {p: b for b, names in self._block_params.items() for p in names}
+        if self._module_map is not None:
+            return self._module_map
+        owner = self._owner
         result: dict[str, str | None] = {}
         for path, mod in self.module.named_modules():
             prefix = path + "." if path else ""
@@ -192,6 +217,7 @@ class Model:
             else:
                 parent = path.rpartition(".")[0] if "." in path else ""
                 result[path] = result.get(parent) if path else None
+        self._module_map = result
         return result
 
     def modules_of(self, block_name: str) -> list[nn.Module]:
