@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from workbench.errors import ConfigError
-from workbench.train.optim import Schedule, lr_curve, make_optimizer, suggest_lr
+from workbench.train.optim import Schedule, lr_curve, make_optimizer, skips_on_device, suggest_lr
 
 SPE, EPOCHS = 7, 6  # steps per epoch, epochs
 
@@ -78,6 +78,32 @@ def test_every_optimizer_builds_and_steps(name: str) -> None:
     (p ** 2).sum().backward()
     opt.step()
     assert torch.all(p < 1)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "adagrad"])
+def test_fused_kernels_step_like_torchs_default_and_skip_on_found_inf(name: str) -> None:
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5, 3))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours = make_optimizer(name, [{"params": [a], "lr": 0.1}], lr=0.1, weight_decay=0.01)
+    default = getattr(torch.optim, {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad"}[name])(
+        [b], lr=0.1, weight_decay=0.01, **({"momentum": 0.9} if name == "sgd" else {}))
+    assert ours.defaults["fused"] is True and skips_on_device(ours) and not skips_on_device(default)
+    for _ in range(3):
+        for p, opt in ((a, ours), (b, default)):
+            p.grad = torch.sin(p.detach() * 3)
+            opt.step()
+    torch.testing.assert_close(a, b)  # the same update to float tolerance
+    before = a.detach().clone()
+    a.grad = torch.full_like(a, float("nan"))
+    ours.found_inf = torch.ones(())  # what the deferred-read loop sets after a non-finite loss
+    ours.step()
+    assert torch.equal(a, before)
+
+
+def test_rmsprop_has_no_fused_kernel() -> None:
+    p = torch.nn.Parameter(torch.ones(3))
+    assert not skips_on_device(make_optimizer("rmsprop", [{"params": [p], "lr": 0.1}], lr=0.1))
 
 
 def test_unknown_optimizer_and_schedule_suggest_close_matches() -> None:

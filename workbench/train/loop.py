@@ -7,6 +7,7 @@ loss, check it is finite, backward, step, log. Stop/pause flags are checked betw
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,9 @@ class EpochPlan:
     l1: float = 0.0
     buffers: list[torch.Tensor] = field(default_factory=list)  # BN statistics the forward updates
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    # read losses on the host only at logging intervals; needs an optimizer that skips on the
+    # device (optim.skips_on_device). The Session turns it on for CUDA.
+    deferred: bool = False
 
 
 @dataclass
@@ -61,64 +65,138 @@ def train_epoch(
     stop: threading.Event,
     running: threading.Event,
 ) -> EpochOutcome:
-    """Train one epoch. On a fault the model stays at its last completed optimizer step."""
+    """Train one epoch. On a fault the model stays at its last completed optimizer step.
+
+    Per-batch losses and predictions stay on the device; the host reads a loss when a
+    `batch_end` event is due (at most ~5 per second) and all of them once at the end. In deferred
+    mode (CUDA) that is also when a non-finite loss is noticed: until then a `_DeviceGuard` makes
+    every step a no-op on the device.
+    """
     out = EpochOutcome(loss=float("nan"), accuracy=float("nan"), batches=0, samples=0, seconds=0.0)
     n_batches = len(plan.batches)
-    loss_sum, correct = 0.0, torch.zeros((), dtype=torch.long, device=plan.labels.device)
+    losses: list[torch.Tensor] = []  # 0-d, detached, on the device
+    predicted: list[torch.Tensor] = []
+    guard = _DeviceGuard(plan) if plan.deferred else None
     start = time.perf_counter()
     trainable = [p for g in plan.optimizer.param_groups for p in g["params"] if p.requires_grad]
-    for b, idx in enumerate(plan.batches):
-        while not running.is_set() and not stop.is_set():  # paused: wait here, between batches
-            running.wait(0.05)
-        if stop.is_set():
-            out.stopped = f"stopped by user after batch {b}/{n_batches}"
-            break
-        step = plan.first_step + b
-        set_lrs(plan.optimizer, plan.lr_factor(step))
-        try:
-            value, logits, y = _train_batch(plan, idx, trainable)
-        except Exception as exc:  # the model is still at the last completed step
-            out.stopped, out.error = _describe_fault(exc, plan.epoch, b, n_batches, idx), exc
-            break
-        if value is None:
-            out.stopped = f"non-finite loss at batch {b + 1}/{n_batches}"
-            break
-        loss_sum += value * len(idx)
-        correct += (logits.argmax(1) == y).sum()  # stays on the device: no sync per batch
-        out.batches, out.samples = b + 1, out.samples + len(idx)
-        out.batch_losses.append(value)
-        out.batch_lrs.append(plan.optimizer.param_groups[-1]["lr"])
-        if events.batch_due(last=b + 1 == n_batches):
-            elapsed = time.perf_counter() - start
-            rate = out.samples / max(elapsed, 1e-9)
-            remaining = sum(len(i) for i in plan.batches[b + 1 :])
-            lrs = tuple(g["lr"] for g in plan.optimizer.param_groups)
-            events.emit("batch_end", BatchEnd(plan.epoch, b + 1, n_batches, value, lrs, rate, remaining / rate))
+    try:
+        for b, idx in enumerate(plan.batches):
+            while not running.is_set() and not stop.is_set():  # paused: wait here, between batches
+                running.wait(0.05)
+            if stop.is_set():
+                out.stopped = f"stopped by user after batch {b}/{n_batches}"
+                break
+            set_lrs(plan.optimizer, plan.lr_factor(plan.first_step + b))
+            try:
+                loss, logits, _ = _train_batch(plan, idx, trainable, guard)
+            except Exception as exc:  # the model is still at the last completed step
+                out.stopped, out.error = _describe_fault(exc, plan.epoch, b, n_batches, idx), exc
+                break
+            if loss is None:  # eager mode: refused before backward
+                out.stopped = f"non-finite loss at batch {b + 1}/{n_batches}"
+                break
+            losses.append(loss.detach())
+            predicted.append(logits.detach().argmax(1))
+            out.batch_lrs.append(plan.optimizer.param_groups[-1]["lr"])
+            if events.batch_due(last=b + 1 == n_batches):
+                if guard is not None and guard.tripped():  # a host sync, at most ~5 per second
+                    break
+                _emit_batch_end(plan, events, float(losses[-1]), b + 1, start)
+        if guard is not None and not guard.fired:
+            guard.tripped()  # the end-of-epoch check
+    finally:
+        if guard is not None:
+            guard.close()
+    values = torch.stack(losses) if losses else torch.zeros(0)
+    done = len(losses)
+    if guard is not None and guard.fired:
+        done = guard.first_bad(values)
+        out.stopped = f"non-finite loss at batch {done + 1}/{n_batches}"
+        del out.batch_lrs[done:]
     out.seconds = time.perf_counter() - start
-    if out.samples:
-        out.loss, out.accuracy = loss_sum / out.samples, int(correct) / out.samples
+    out.batches, out.samples = done, sum(len(i) for i in plan.batches[:done])
+    if done:
+        out.batch_losses = values[:done].tolist()  # one host read for the whole epoch
+        sizes = [len(i) for i in plan.batches[:done]]
+        out.loss = sum(v * n for v, n in zip(out.batch_losses, sizes)) / out.samples
+        seen = torch.cat(plan.batches[:done]).to(plan.labels.device)
+        out.accuracy = int((torch.cat(predicted[:done]) == plan.labels[seen]).sum()) / out.samples
     return out
 
 
-def _train_batch(plan: EpochPlan, idx: torch.Tensor, trainable: list[torch.Tensor]):
-    """Forward, loss, backward, step. Returns (loss, logits, labels); loss None if non-finite."""
+def _emit_batch_end(plan: EpochPlan, events: EventBus, value: float, done: int, start: float) -> None:
+    elapsed = time.perf_counter() - start
+    samples = sum(len(i) for i in plan.batches[:done])
+    rate = samples / max(elapsed, 1e-9)
+    remaining = sum(len(i) for i in plan.batches[done:])
+    lrs = tuple(g["lr"] for g in plan.optimizer.param_groups)
+    events.emit("batch_end", BatchEnd(plan.epoch, done, len(plan.batches), value, lrs, rate, remaining / rate))
+
+
+class _DeviceGuard:
+    """Refuses steps after a non-finite loss without a host sync per batch (deferred mode).
+
+    A sticky device flag feeds the fused optimizer's `found_inf`, so from the first bad batch on
+    every step is a no-op on the device and the parameters stay at the last good step. BatchNorm
+    statistics (changed by each forward) are snapshotted whenever the host checks the flag and
+    restored from the last clean check if it tripped.
+    """
+
+    def __init__(self, plan: EpochPlan) -> None:
+        device = plan.labels.device
+        self.optimizer = plan.optimizer
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)
+        self.found_inf = torch.zeros((), dtype=torch.float32, device=device)
+        self.buffers = list(plan.buffers)
+        self.snapshot = [b.clone() for b in self.buffers]
+        self.fired = False
+        self.optimizer.found_inf = self.found_inf  # read by torch's fused step kernels
+
+    def observe(self, loss: torch.Tensor) -> None:
+        self.bad |= ~torch.isfinite(loss)
+        self.found_inf.copy_(self.bad)
+
+    def tripped(self) -> bool:
+        """One host sync: did any loss so far go non-finite? Snapshot or restore BN statistics."""
+        if not bool(self.bad):
+            if self.buffers:
+                torch._foreach_copy_(self.snapshot, self.buffers)
+            return False
+        if self.buffers:
+            torch._foreach_copy_(self.buffers, self.snapshot)
+        self.fired = True
+        return True
+
+    def first_bad(self, losses: torch.Tensor) -> int:
+        """Index of the first non-finite batch loss (steps from there on were skipped)."""
+        bad = (~torch.isfinite(losses)).nonzero()
+        return int(bad[0, 0]) if len(bad) else len(losses)
+
+    def close(self) -> None:
+        if getattr(self.optimizer, "found_inf", None) is self.found_inf:
+            del self.optimizer.found_inf
+
+
+def _train_batch(plan: EpochPlan, idx: torch.Tensor, trainable: list[torch.Tensor], guard: _DeviceGuard | None):
+    """Forward, loss, backward, step. Returns (loss, logits, labels); loss None if refused."""
     x = plan.inputs(idx)
     y = plan.labels[idx.to(plan.labels.device)]
-    saved = [b.clone() for b in plan.buffers]  # small: BatchNorm statistics only
+    saved = [b.clone() for b in plan.buffers] if guard is None else ()  # small: BatchNorm statistics
     with plan.autocast():
         logits = plan.forward(x)
     loss = plan.criterion(logits, y).mean()
     if plan.l1:
         loss = loss + plan.l1 * sum(p.abs().sum() for p in trainable if p.ndim > 1)
-    value = loss.item()  # note: a CPU-GPU sync point, needed to refuse a non-finite step
-    if not np.isfinite(value):
+    if guard is not None:
+        guard.observe(loss)  # no host sync: a bad step becomes a no-op on the device
+    elif not math.isfinite(loss.item()):  # eager mode (CPU: reading a CPU tensor is no sync)
         for buffer, before in zip(plan.buffers, saved):  # undo this forward's BN updates
             buffer.copy_(before)
         return None, logits, y
     plan.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     plan.optimizer.step()
-    return value, logits, y
+    return loss, logits, y
 
 
 def _describe_fault(exc: Exception, epoch: int, b: int, n_batches: int, idx: torch.Tensor) -> str:

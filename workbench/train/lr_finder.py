@@ -51,9 +51,10 @@ def find_lr(session, start: float = 1e-7, end: float = 10.0, steps: int = 100, s
             for i, lr in enumerate(lrs):
                 for g in session.optimizer.param_groups:  # keep the discriminative ratios
                     g["lr"] = lr * g["base_lr"] / session.config.lr
-                value, _, _ = _train_batch(plan, batches[i % len(batches)], trainable)
-                if value is None:
+                loss, _, _ = _train_batch(plan, batches[i % len(batches)], trainable, None)
+                if loss is None:  # non-finite: the curve ends here
                     break
+                value = loss.item()  # the curve needs every step's value (a short run: sync is fine)
                 raw.append(value)
                 avg = smoothing * avg + (1 - smoothing) * value
                 smooth = avg / (1 - smoothing ** (i + 1))

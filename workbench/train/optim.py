@@ -30,18 +30,38 @@ def make_optimizer(
     momentum: float = 0.9,
     nesterov: bool = False,
 ) -> torch.optim.Optimizer:
-    """Build the optimizer over per-block param groups (each carries its own `lr`)."""
+    """Build the optimizer over per-block param groups (each carries its own `lr`).
+
+    SGD, Adam, AdamW and Adagrad use torch's fused kernels where they exist (one kernel for all
+    parameters instead of a Python loop; it also lets a step be skipped on the device, see
+    `skips_on_device`). RMSprop has no fused kernel.
+    """
+    fused = _can_fuse(groups, cuda=name != "adagrad")  # torch's fused Adagrad is CPU-only
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                               fused=fused)
     if name == "adam":  # L2 added to the gradient (coupled)
-        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=fused)
     if name == "adamw":  # decoupled weight decay (Loshchilov & Hutter)
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=fused)
     if name == "adagrad":
-        return torch.optim.Adagrad(groups, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adagrad(groups, lr=lr, weight_decay=weight_decay, fused=fused)
     if name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise ConfigError(f"Unknown optimizer {name!r}.{suggest(name, OPTIMIZERS)} Choose one of: {', '.join(OPTIMIZERS)}.")
+
+
+def _can_fuse(groups: list[dict], cuda: bool = True) -> bool | None:
+    devices = ("cpu", "cuda") if cuda else ("cpu",)
+    params = [p for g in groups for p in g["params"]]
+    ok = bool(params) and all(p.is_floating_point() and p.device.type in devices for p in params)
+    return True if ok else None  # None: torch picks its default (foreach or a loop)
+
+
+def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """True when `optimizer.found_inf` (a 0-d float tensor) makes `step()` a no-op on the device:
+    torch's fused kernels read it (as GradScaler uses them), so no host sync is needed."""
+    return bool(optimizer.defaults.get("fused")) and all(g.get("fused") for g in optimizer.param_groups)
 
 
 @dataclass(frozen=True)
