@@ -26,14 +26,16 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def alternate(contenders: dict[str, Callable[[], object]], rounds: int = 3, warmup: int = 1) -> dict[str, list[float]]:
-    """Run each contender once per round, in turn; `warmup` untimed rounds first."""
+    """Run each contender once per round, in turn, reversing the order every other round (so
+    neither always runs first, on a cache the other warmed); `warmup` untimed rounds first."""
     for _ in range(warmup):
         for fn in contenders.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            times[name].append(timed(fn))
+    for r in range(rounds):
+        names = list(contenders) if r % 2 == 0 else list(reversed(contenders))
+        for name in names:
+            times[name].append(timed(contenders[name]))
     return times
 
 

@@ -19,11 +19,13 @@ class PlainLoop:
 
     channels_last: memory layout for images; pad_to: pad every text batch to this length
     (None = to the longest in the batch, with length-bucketed batches); use_cache: head-only
-    trains on the session's cached features (else it runs the frozen backbone every batch).
+    trains on the session's cached features (else it runs the frozen backbone every batch);
+    fused: torch's fused AdamW kernel, as the Session uses (False: torch's default, a per-tensor
+    loop on the CPU, as a person writes it).
     """
 
     def __init__(self, session: wb.Session, model: wb.Model, *, channels_last: bool = True,
-                 pad_to: int | None = None, use_cache: bool = True) -> None:
+                 pad_to: int | None = None, use_cache: bool = True, fused: bool = False) -> None:
         self.session, self.model = session, model
         c = session.config
         self.trainable = [b.name for b in session.model.blocks if b.trainable]
@@ -32,7 +34,8 @@ class PlainLoop:
         self.pad_to, self.channels_last = pad_to, channels_last and model.kind == "image"
         freezing.apply_freeze(model, self.trainable)
         model.module.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        self.opt = torch.optim.AdamW(freezing.param_groups(model, c.lr, c.lr_decay, blocks=self.trainable), lr=c.lr)
+        groups = freezing.param_groups(model, c.lr, c.lr_decay, blocks=self.trainable)
+        self.opt = torch.optim.AdamW(groups, lr=c.lr, fused=True if fused else None)
         self.batch_size = c.batch_size
         p = session.pipeline
         self.data = {s: p.batcher(s) for s in ("train", "valid")}
