@@ -29,7 +29,7 @@ def case(data, backbone: str, rounds: int, **build) -> dict[str, object]:
     @torch.no_grad()
     def frozen_forward() -> None:
         model.module.eval()
-        for idx in torch.arange(len(data.train)).split(256):
+        for idx in torch.arange(len(data.train)).split(session._eval_batch()):  # the cache's batch size
             model.logits(batcher.batch(idx))
 
     times = alternate({"cache_build": build_cache, "frozen_forward": frozen_forward}, rounds=rounds)

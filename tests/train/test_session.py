@@ -305,7 +305,7 @@ def test_data_and_model_must_agree(digits) -> None:
 def test_macro_f1_equals_sklearn() -> None:
     from sklearn.metrics import f1_score
 
-    from workbench.train.session import macro_f1
+    from workbench.train.records import macro_f1
 
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 6, 300), rng.integers(0, 5, 300)  # class 5 is never predicted

@@ -172,6 +172,14 @@ class Model:
         """Names of the blocks whose parameters all require grad, in forward order."""
         return [name for name, ps in self._block_tensors().items() if all(p.requires_grad for p in ps)]
 
+    def set_head_dropout(self, p: float) -> None:
+        """Set the dropout probability in front of the head's Linear (a regularisation knob)."""
+        drops = [m for m in self.head.modules() if isinstance(m, nn.Dropout)]
+        if not drops:
+            raise ConfigError(f"{self.name}'s head has no dropout layer; rebuild it with load_backbone(..., head_dropout=p).")
+        for m in drops:
+            m.p = p
+
     def _check_block(self, name: str) -> None:
         if name not in self._block_params:
             raise ConfigError(

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from ..data.transforms import Augment
 from ..errors import ConfigError, suggest
-from .losses import LOSSES
-from .optim import OPTIMIZERS, SCHEDULES, Schedule
+from .losses import LOSSES, make_criterion
+from .optim import OPTIMIZERS, Schedule
 
 SAMPLERS = ("random", "balanced")
 BN_POLICIES = ("frozen", "train")
@@ -121,3 +123,32 @@ def _choice(name: str, value: str, choices: Sequence[str]) -> None:
 def _positive_int(name: str, value: Any, hint: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {value!r}. {hint}")
+
+
+def criterion_for(c: TrainConfig, data):
+    """Build (and so validate) the loss settings of `c` for `data`."""
+    return make_criterion(c.loss, label_smoothing=c.label_smoothing, focal_gamma=c.focal_gamma,
+                          class_weights=c.class_weights, train_counts=data.class_counts("train").tolist())
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but no CUDA GPU is available here. Use device='auto' or 'cpu'.")
+    return torch.device(name)
+
+
+def check_compatible(data, model) -> None:
+    """Data and model must agree on kind and class count (checked before anything is built)."""
+    if data.kind != model.kind:
+        raise ConfigError(
+            f"The data holds {data.kind}s but {model.name!r} is {'an' if model.kind == 'image' else 'a'} "
+            f"{model.kind} backbone. "
+            f"Pick one from wb.list_backbones(kind={data.kind!r})."
+        )
+    if data.num_classes != model.num_classes:
+        raise ConfigError(
+            f"The data has {data.num_classes} classes but the model's head has {model.num_classes} outputs. "
+            f"Build it with wb.load_backbone({model.name!r}, num_classes=data.num_classes)."
+        )

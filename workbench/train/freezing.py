@@ -209,6 +209,30 @@ def add_param_groups(
         optimizer.add_param_group(g)
 
 
+def block_groups(model: Model, base_lr: float, decay: float, blocks: Sequence[str]) -> list[dict]:
+    """`param_groups` for `blocks`, each also remembering its `base_lr` (schedules scale it)."""
+    groups = param_groups(model, base_lr, decay, blocks=blocks)
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    return groups
+
+
+def sync_param_groups(
+    optimizer: torch.optim.Optimizer, model: Model, trainable: Sequence[str], base_lr: float, decay: float = 1.0
+) -> None:
+    """Make the optimizer's groups (one per block, by name) match `trainable`: groups of blocks
+    that froze leave with their state, newly unfrozen blocks join as new groups (discriminative
+    LR), and groups that stay keep their state."""
+    have = {g["name"] for g in optimizer.param_groups}
+    for group in [g for g in optimizer.param_groups if g["name"] not in trainable]:
+        for p in group["params"]:
+            optimizer.state.pop(p, None)
+        optimizer.param_groups.remove(group)
+    new = [n for n in trainable if n not in have]
+    for group in block_groups(model, base_lr, decay, new) if new else ():
+        optimizer.add_param_group(group)
+
+
 def describe(model: Model, trainable: Sequence[str], policy: str, base_lr: float, decay: float = 1.0) -> str:
     """The decisions in words (nanoGPT style): trainable params per block, BN policy, LR per block."""
     _check_names(model, trainable)

@@ -159,11 +159,11 @@ class _DeviceGuard:
     def tripped(self) -> bool:
         """One host sync: did any loss so far go non-finite? Snapshot or restore BN statistics."""
         if not bool(self.bad):
-            if self.buffers:
-                torch._foreach_copy_(self.snapshot, self.buffers)
+            for saved, buffer in zip(self.snapshot, self.buffers):
+                saved.copy_(buffer)
             return False
-        if self.buffers:
-            torch._foreach_copy_(self.buffers, self.snapshot)
+        for saved, buffer in zip(self.snapshot, self.buffers):
+            buffer.copy_(saved)
         self.fired = True
         return True
 

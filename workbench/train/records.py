@@ -90,3 +90,27 @@ class EpochResult:
             f"{valid}  lr {max(self.lrs.values(), default=0.0):.2e}  "
             f"{self.epoch_time_s:6.2f}s ({self.samples_per_s:,.0f}/s, {path}){tail}"
         )
+
+
+def macro_f1(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
+    """Macro-F1 over all classes, as sklearn's f1_score(average="macro", zero_division=0)."""
+    k = num_classes
+    cm = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(np.float64)
+    denom = cm.sum(axis=0) + cm.sum(axis=1)  # 2tp + fp + fn
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
+
+
+def history_frame(history: list[EpochResult]):
+    """The history as a pandas DataFrame, one row per epoch (per-batch series left out)."""
+    import pandas as pd
+
+    rows = []
+    for r in history:
+        d = r.to_dict()
+        d.pop("batch_losses"), d.pop("batch_lrs")
+        lrs = d.pop("lrs")
+        d["lr"] = max(lrs.values(), default=float("nan"))
+        d["trainable"] = len(r.trainable)
+        rows.append(d)
+    return pd.DataFrame(rows).set_index("epoch") if rows else pd.DataFrame()
