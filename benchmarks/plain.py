@@ -21,17 +21,20 @@ class PlainLoop:
     (None = to the longest in the batch, with length-bucketed batches); use_cache: head-only
     trains on the session's cached features (else it runs the frozen backbone every batch);
     fused: torch's fused AdamW kernel, as the Session uses (False: torch's default, a per-tensor
-    loop on the CPU, as a person writes it).
+    loop on the CPU, as a person writes it); bucket: text batches of similar lengths, as the
+    Session's (None: only when padding to the longest in the batch, where it saves work).
     """
 
     def __init__(self, session: wb.Session, model: wb.Model, *, channels_last: bool = True,
-                 pad_to: int | None = None, use_cache: bool = True, fused: bool = False) -> None:
+                 pad_to: int | None = None, use_cache: bool = True, fused: bool = False,
+                 bucket: bool | None = None) -> None:
         self.session, self.model = session, model
         c = session.config
         self.trainable = [b.name for b in session.model.blocks if b.trainable]
         self.head_only = self.trainable == ["head"]
         self.cached = self.head_only and use_cache
         self.pad_to, self.channels_last = pad_to, channels_last and model.kind == "image"
+        self.bucket = (pad_to is None) if bucket is None else bucket
         freezing.apply_freeze(model, self.trainable)
         model.module.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         groups = freezing.param_groups(model, c.lr, c.lr_decay, blocks=self.trainable)
@@ -61,7 +64,7 @@ class PlainLoop:
         return {"input_ids": ids, "attention_mask": mask}
 
     def order(self, split: str, batch_size: int, shuffle: bool, gen=None):
-        bucket = self.model.kind == "text" and not self.cached and self.pad_to is None
+        bucket = self.model.kind == "text" and not self.cached and self.bucket
         lengths = self.data[split].lengths if bucket else None
         return batch_order(len(self.labels[split]), batch_size, generator=gen, shuffle=shuffle,
                            lengths=lengths, drop_single=shuffle)
