@@ -22,12 +22,13 @@ class PlainLoop:
     trains on the session's cached features (else it runs the frozen backbone every batch);
     fused: torch's fused AdamW kernel, as the Session uses (False: torch's default, a per-tensor
     loop on the CPU, as a person writes it); bucket: text batches of similar lengths, as the
-    Session's (None: only when padding to the longest in the batch, where it saves work).
+    Session's (None: only when padding to the longest in the batch, where it saves work);
+    eval_batch: the batch size of the valid pass.
     """
 
     def __init__(self, session: wb.Session, model: wb.Model, *, channels_last: bool = True,
                  pad_to: int | None = None, use_cache: bool = True, fused: bool = False,
-                 bucket: bool | None = None) -> None:
+                 bucket: bool | None = None, eval_batch: int = 256) -> None:
         self.session, self.model = session, model
         c = session.config
         self.trainable = [b.name for b in session.model.blocks if b.trainable]
@@ -35,6 +36,7 @@ class PlainLoop:
         self.cached = self.head_only and use_cache
         self.pad_to, self.channels_last = pad_to, channels_last and model.kind == "image"
         self.bucket = (pad_to is None) if bucket is None else bucket
+        self.eval_batch = eval_batch
         freezing.apply_freeze(model, self.trainable)
         model.module.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         groups = freezing.param_groups(model, c.lr, c.lr_decay, blocks=self.trainable)
@@ -90,7 +92,7 @@ class PlainLoop:
         model.module.eval()
         correct = 0
         with torch.no_grad():
-            for idx in self.order("valid", 256, False):
+            for idx in self.order("valid", self.eval_batch, False):
                 logits = forward(self.inputs("valid", idx))
                 F.cross_entropy(logits, y["valid"][idx], reduction="none")
                 correct += int((logits.argmax(1) == y["valid"][idx]).sum())
