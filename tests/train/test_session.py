@@ -11,6 +11,8 @@ import torch
 
 import workbench as wb
 from workbench.errors import ConfigError
+from workbench.train import loop
+from workbench.train import session as session_module
 
 from helpers import tiny_cnn, weights
 
@@ -40,6 +42,31 @@ def test_history_records_what_a_person_compares(session) -> None:
     assert p.logits.shape == (len(session.data.valid), 10) and p.epoch == 1
     assert np.array_equal(p.labels, session.data.valid.labels)
     assert p.losses.mean() == pytest.approx(r.valid_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("stop_after", [None, 40])
+def test_train_accuracy_counts_each_batch_at_its_own_step(digits, monkeypatch, stop_after) -> None:
+    """Predictions are taken in chunks of batches (loop.ARGMAX_CHUNK); the accuracy must still be
+    that of each batch's logits when it trained, over the completed batches only."""
+    s = wb.Session(digits, tiny_cnn(), optimizer="sgd", lr=0.5, batch_size=4, seed=0)
+    plans, predicted = [], []
+    real_train_epoch = session_module.train_epoch
+    monkeypatch.setattr(session_module, "train_epoch", lambda plan, *a: plans.append(plan) or real_train_epoch(plan, *a))
+
+    def record(module, inputs, output) -> None:
+        if not module.training:  # the feature cache and the valid pass run the head too
+            return
+        predicted.append(output.detach().argmax(1))
+        if len(predicted) == stop_after:
+            s.stop()  # after this batch's step
+
+    s.model.head.register_forward_hook(record)
+    r = s.step() if stop_after is None else s.fit(1)[0]
+    done = r.batches
+    assert done == (stop_after or r.num_batches) and r.num_batches > 2 * loop.ARGMAX_CHUNK
+    seen = torch.cat(plans[0].batches[:done])
+    expected = (torch.cat(predicted[:done]) == plans[0].labels[seen]).double().mean().item()
+    assert r.train_accuracy == pytest.approx(expected, abs=1e-12) and 0 < expected < 1
 
 
 def test_head_only_leaves_every_frozen_weight_and_bn_buffer_bit_identical(session) -> None:

@@ -19,6 +19,8 @@ import torch
 from ..errors import DataError, TrainingError
 from .events import BatchEnd, EventBus
 
+ARGMAX_CHUNK = 32  # batches whose train predictions are taken in one argmax
+
 
 @dataclass
 class EpochPlan:
@@ -54,6 +56,14 @@ class EpochOutcome:
     error: BaseException | None = None  # the fault that ended the epoch, if any
 
 
+def rows_of(t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """positions (on the host) -> t[positions], resolved once per pass: when t lives on the host
+    this is plain indexing (a per-batch `.to(device)` call cost ~5 us a batch in the loop)."""
+    if t.device.type == "cpu":
+        return t.__getitem__
+    return lambda idx: t[idx.to(t.device, non_blocking=True)]
+
+
 def set_lrs(optimizer: torch.optim.Optimizer, factor: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
@@ -75,7 +85,9 @@ def train_epoch(
     out = EpochOutcome(loss=float("nan"), accuracy=float("nan"), batches=0, samples=0, seconds=0.0)
     n_batches = len(plan.batches)
     losses: list[torch.Tensor] = []  # 0-d, detached, on the device
-    predicted: list[torch.Tensor] = []
+    predicted: list[torch.Tensor] = []  # argmax per chunk of batches: an op per batch cost ~10 us
+    pending: list[torch.Tensor] = []  # detached logits of the batches since the last argmax
+    labels_of = rows_of(plan.labels)
     guard = _DeviceGuard(plan) if plan.deferred else None
     start = time.perf_counter()
     trainable = [p for g in plan.optimizer.param_groups for p in g["params"] if p.requires_grad]
@@ -88,7 +100,7 @@ def train_epoch(
                 break
             set_lrs(plan.optimizer, plan.lr_factor(plan.first_step + b))
             try:
-                loss, logits, _ = _train_batch(plan, idx, trainable, guard)
+                loss, logits = _train_batch(plan, idx, labels_of(idx), trainable, guard)
             except Exception as exc:  # the model is still at the last completed step
                 out.stopped, out.error = _describe_fault(exc, plan.epoch, b, n_batches, idx), exc
                 break
@@ -96,7 +108,10 @@ def train_epoch(
                 out.stopped = f"non-finite loss at batch {b + 1}/{n_batches}"
                 break
             losses.append(loss.detach())
-            predicted.append(logits.detach().argmax(1))
+            pending.append(logits.detach())
+            if len(pending) == ARGMAX_CHUNK:
+                predicted.append(torch.cat(pending).argmax(1))
+                pending.clear()
             out.batch_lrs.append(plan.optimizer.param_groups[-1]["lr"])
             if events.batch_due(last=b + 1 == n_batches):
                 if guard is not None and guard.tripped():  # a host sync, at most ~5 per second
@@ -107,6 +122,8 @@ def train_epoch(
     finally:
         if guard is not None:
             guard.close()
+    if pending:
+        predicted.append(torch.cat(pending).argmax(1))
     values = torch.stack(losses) if losses else torch.zeros(0)
     done = len(losses)
     if guard is not None and guard.fired:
@@ -120,7 +137,7 @@ def train_epoch(
         sizes = [len(i) for i in plan.batches[:done]]
         out.loss = sum(v * n for v, n in zip(out.batch_losses, sizes)) / out.samples
         seen = torch.cat(plan.batches[:done]).to(plan.labels.device)
-        out.accuracy = int((torch.cat(predicted[:done]) == plan.labels[seen]).sum()) / out.samples
+        out.accuracy = int((torch.cat(predicted)[: out.samples] == plan.labels[seen]).sum()) / out.samples
     return out
 
 
@@ -177,10 +194,10 @@ class _DeviceGuard:
             del self.optimizer.found_inf
 
 
-def _train_batch(plan: EpochPlan, idx: torch.Tensor, trainable: list[torch.Tensor], guard: _DeviceGuard | None):
-    """Forward, loss, backward, step. Returns (loss, logits, labels); loss None if refused."""
+def _train_batch(plan: EpochPlan, idx: torch.Tensor, y: torch.Tensor, trainable: list[torch.Tensor],
+                 guard: _DeviceGuard | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Forward, loss, backward, step. Returns (loss, logits); loss None if refused."""
     x = plan.inputs(idx)
-    y = plan.labels[idx.to(plan.labels.device)]
     saved = [b.clone() for b in plan.buffers] if guard is None else ()  # small: BatchNorm statistics
     with plan.autocast():
         logits = plan.forward(x)
@@ -192,11 +209,11 @@ def _train_batch(plan: EpochPlan, idx: torch.Tensor, trainable: list[torch.Tenso
     elif not math.isfinite(loss.item()):  # eager mode (CPU: reading a CPU tensor is no sync)
         for buffer, before in zip(plan.buffers, saved):  # undo this forward's BN updates
             buffer.copy_(before)
-        return None, logits, y
+        return None, logits
     plan.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     plan.optimizer.step()
-    return loss, logits, y
+    return loss, logits
 
 
 def _describe_fault(exc: Exception, epoch: int, b: int, n_batches: int, idx: torch.Tensor) -> str:

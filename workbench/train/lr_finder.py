@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .loop import _train_batch
+from .loop import _train_batch, rows_of
 from .optim import suggest_lr
 
 
@@ -46,12 +46,13 @@ def find_lr(session, start: float = 1e-7, end: float = 10.0, steps: int = 100, s
                                  torch.Generator().manual_seed(session.config.seed))
             session._set_train_mode(fast)
             trainable = [p for g in session.optimizer.param_groups for p in g["params"]]
-            batches = plan.batches
+            batches, labels_of = plan.batches, rows_of(plan.labels)
             avg, best = 0.0, float("inf")
             for i, lr in enumerate(lrs):
                 for g in session.optimizer.param_groups:  # keep the discriminative ratios
                     g["lr"] = lr * g["base_lr"] / session.config.lr
-                loss, _, _ = _train_batch(plan, batches[i % len(batches)], trainable, None)
+                idx = batches[i % len(batches)]
+                loss, _ = _train_batch(plan, idx, labels_of(idx), trainable, None)
                 if loss is None:  # non-finite: the curve ends here
                     break
                 value = loss.item()  # the curve needs every step's value (a short run: sync is fine)

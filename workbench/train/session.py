@@ -9,6 +9,7 @@ is visible in `summary()` and in the history.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from . import freezing, guards
 from .cache import FeatureCache, compute_features
 from .config import TrainConfig, check_compatible, criterion_for, resolve_device
 from .events import EventBus, EvalEnd, FitEnd, FitStart, EpochStart, ErrorEvent
-from .loop import EpochPlan, evaluate, train_epoch
+from .loop import EpochPlan, evaluate, rows_of, train_epoch
 from .optim import make_optimizer, skips_on_device
 from .pipeline import Pipeline
 from .records import EpochResult, Predictions, history_frame, macro_f1
@@ -273,8 +274,7 @@ class Session:
         batches = self.pipeline.order("train", c.batch_size, gen, shuffle=True, sample_weights=weights,
                                       by_length=not fast)
         if fast:
-            feats = self._features("train")
-            inputs: Callable = lambda idx: feats[idx.to(feats.device)]  # noqa: E731
+            inputs: Callable = rows_of(self._features("train"))
             forward: Callable = self.model.head
         else:
             augment = c.augment.transform(self.pipeline.image_size) if self.model.kind == "image" else None
@@ -284,7 +284,7 @@ class Session:
         return EpochPlan(
             epoch=epoch, batches=batches, inputs=inputs, labels=self.pipeline.labels("train"),
             forward=forward, criterion=criterion, optimizer=self.optimizer, lr_factor=factor,
-            first_step=self.global_step, l1=c.l1, autocast=self._autocast,
+            first_step=self.global_step, l1=c.l1, autocast=self._mixed_precision(),
             buffers=list((self.model.head if fast else self.model.module).buffers()),
             deferred=self._deferred_reads(),
         )
@@ -301,13 +301,12 @@ class Session:
         freezing.set_training(self.model.submodules(), False)  # = module.eval()
         order = self.pipeline.order("valid", self._eval_batch(), None, shuffle=False, by_length=True)
         if fast:
-            feats = self._features("valid")
-            inputs: Callable = lambda idx: feats[idx.to(feats.device)]  # noqa: E731
+            inputs: Callable = rows_of(self._features("valid"))
             forward: Callable = self.model.head
         else:
             inputs, forward = (lambda idx: self.pipeline.batch("valid", idx)), self.model.logits
         labels = self.pipeline.labels("valid")
-        logits, losses = evaluate(order, inputs, labels, forward, criterion, self._autocast)
+        logits, losses = evaluate(order, inputs, labels, forward, criterion, self._mixed_precision())
         y = self.data.valid.labels
         pred = logits.argmax(1)
         acc = float((pred == y).mean())
@@ -342,7 +341,8 @@ class Session:
         def compute() -> torch.Tensor:
             self.model.module.eval()
             order = self.pipeline.order(split, self._eval_batch(), None, shuffle=False, by_length=True)
-            with self._autocast():
+            mixed_precision = self._mixed_precision()
+            with mixed_precision():
                 return compute_features(self.model.features, lambda idx: self.pipeline.batch(split, idx),
                                         order, len(getattr(self.data, split)))
 
@@ -429,10 +429,12 @@ class Session:
         self.events.emit("error", ErrorEvent(message=str(exc), where="training", exception=error))
         return exc
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _mixed_precision(self) -> Callable[[], contextlib.AbstractContextManager]:
+        """A context-manager factory for mixed precision, decided once per pass: reading
+        `device.type` builds a string in C++ each call, which cost ~8 us a batch in the loop."""
         if self.config.amp == "off" or (self.config.amp == "auto" and self.device.type != "cuda"):
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+            return contextlib.nullcontext
+        return functools.partial(torch.autocast, self.device.type, dtype=torch.bfloat16)
 
     def _seed_devices(self, seed: int) -> None:
         """Seed the CPU generator and the session's GPU. Not torch.manual_seed: with CUDA built in
