@@ -4,7 +4,10 @@ Same model (a copy with the same weights), data tensors, batch size, batch order
 (torch's fused AdamW, as the Session builds it), loss, memory layout and train/eval modes; both train one epoch and then evaluate the valid split
 (per-sample losses and accuracy). Head-only uses cached features in both. Prints JSON.
 
-    python benchmarks/overhead.py [--rounds 3] [--quick]
+    python benchmarks/overhead.py [--rounds 3] [--quick] [--default-malloc]
+
+Both contenders run with glibc malloc keeping freed memory (common.steady_malloc): otherwise
+page faults from memory handed back to the OS vary an epoch by ~10% on either side.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import copy
 
 import torch
 
-from common import alternate, emit, ratio, summary
+from common import alternate, emit, ratio, steady_malloc, summary
 from plain import PlainLoop
 
 import workbench as wb
@@ -37,7 +40,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller data, for a smoke run")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (page-fault noise on both sides)")
     args = parser.parse_args()
+    malloc = "default" if args.default_malloc else steady_malloc()
     n_img, n_txt = (20, 40) if args.quick else (60, 150)
     images = wb.load_data("mnist-5k").subset(train=n_img, valid=n_img // 2)
     texts = wb.load_data("rotten-tomatoes").subset(train=n_txt, valid=n_txt // 2)
@@ -59,7 +65,7 @@ def main() -> None:
     emit("overhead", {"target": "ratio median <= 1.03",
                       "images": f"mnist-5k {size(images)} (head_only: {size(whole_images)}) efficientnet_lite0 64px",
                       "texts": f"rotten-tomatoes {size(texts)} (head_only: {size(whole_texts)}) minilm-l6 max_length 64",
-                      "batch_size": 32, "rounds": args.rounds, "results": results})
+                      "batch_size": 32, "rounds": args.rounds, "malloc": malloc, "results": results})
 
 
 if __name__ == "__main__":
