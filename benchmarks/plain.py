@@ -51,6 +51,7 @@ class PlainLoop:
             self.std = torch.tensor(model.preprocess.std).view(1, 3, 1, 1) * 255
         # same batches as the session: it seeds epoch e's order with seed * 7919 + e
         self.seed, self.epoch, self.accuracy = c.seed, session.epoch, float("nan")
+        self.predicted = torch.zeros(0, dtype=torch.long)  # valid predictions, in sample order
 
     def inputs(self, split: str, idx: torch.Tensor):
         if self.cached:
@@ -90,10 +91,11 @@ class PlainLoop:
             loss.backward()
             self.opt.step()
         model.module.eval()
-        correct = 0
+        predicted = torch.empty(len(y["valid"]), dtype=torch.long)
         with torch.no_grad():
             for idx in self.order("valid", self.eval_batch, False):
                 logits = forward(self.inputs("valid", idx))
                 F.cross_entropy(logits, y["valid"][idx], reduction="none")
-                correct += int((logits.argmax(1) == y["valid"][idx]).sum())
-        self.accuracy = correct / len(y["valid"])
+                predicted[idx] = logits.argmax(1)
+        self.predicted = predicted
+        self.accuracy = float((predicted == y["valid"]).double().mean())
