@@ -131,10 +131,10 @@ def train_epoch(
         out.stopped = f"non-finite loss at batch {done + 1}/{n_batches}"
         del out.batch_lrs[done:]
     out.seconds = time.perf_counter() - start
-    out.batches, out.samples = done, sum(len(i) for i in plan.batches[:done])
+    sizes = [len(i) for i in plan.batches[:done]]
+    out.batches, out.samples = done, sum(sizes)
     if done:
         out.batch_losses = values[:done].tolist()  # one host read for the whole epoch
-        sizes = [len(i) for i in plan.batches[:done]]
         out.loss = sum(v * n for v, n in zip(out.batch_losses, sizes)) / out.samples
         seen = torch.cat(plan.batches[:done]).to(plan.labels.device)
         out.accuracy = int((torch.cat(predicted)[: out.samples] == plan.labels[seen]).sum()) / out.samples
