@@ -30,7 +30,7 @@ def case(data, backbone: str, freeze, rounds: int, **build) -> dict[str, object]
     session = wb.Session(data, model, optimizer="adamw", lr=1e-4, batch_size=32, freeze=freeze)
     session.step()  # builds the batch tensors and, head-only, the feature cache: shared set-up
     # the same optimizer kernels and valid batch size: only bookkeeping differs
-    plain = PlainLoop(session, twin, fused=True, eval_batch=session._eval_batch())
+    plain = PlainLoop(session, twin, fused=True, eval_batch=session._eval_batch(), amp=True)
     times = alternate({"session": session.step, "plain": plain}, rounds=rounds)
     return {"session": summary(times["session"]), "plain": summary(times["plain"]),
             "ratio": ratio(times, "session", "plain")}

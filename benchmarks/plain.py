@@ -6,6 +6,8 @@ so both sides start from the same bytes; everything per batch is plain torch.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -23,12 +25,13 @@ class PlainLoop:
     fused: torch's fused AdamW kernel, as the Session uses (False: torch's default, a per-tensor
     loop on the CPU, as a person writes it); bucket: text batches of similar lengths, as the
     Session's (None: only when padding to the longest in the batch, where it saves work);
-    eval_batch: the batch size of the valid pass.
+    eval_batch: the batch size of the valid pass; amp: the Session's mixed precision (bf16 autocast
+    on CUDA, nothing on the CPU), for a like-for-like comparison (False: float32, as a person writes it).
     """
 
     def __init__(self, session: wb.Session, model: wb.Model, *, channels_last: bool = True,
                  pad_to: int | None = None, use_cache: bool = True, fused: bool = False,
-                 bucket: bool | None = None, eval_batch: int = 256) -> None:
+                 bucket: bool | None = None, eval_batch: int = 256, amp: bool = False) -> None:
         self.session, self.model = session, model
         c = session.config
         self.trainable = [b.name for b in session.model.blocks if b.trainable]
@@ -38,7 +41,7 @@ class PlainLoop:
         self.bucket = (pad_to is None) if bucket is None else bucket
         self.eval_batch = eval_batch
         freezing.apply_freeze(model, self.trainable)
-        model.module.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        model.module.to(session.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         groups = freezing.param_groups(model, c.lr, c.lr_decay, blocks=self.trainable)
         self.opt = torch.optim.AdamW(groups, lr=c.lr, fused=True if fused else None)
         self.batch_size = c.batch_size
@@ -46,9 +49,11 @@ class PlainLoop:
         self.data = {s: p.batcher(s) for s in ("train", "valid")}
         self.labels = {s: p.labels(s) for s in ("train", "valid")}
         self.feats = {s: session._features(s) for s in ("train", "valid")} if self.cached else None
+        self.device = session.device
+        self.autocast = session._mixed_precision() if amp else contextlib.nullcontext
         if model.kind == "image":
-            self.mean = torch.tensor(model.preprocess.mean).view(1, 3, 1, 1) * 255
-            self.std = torch.tensor(model.preprocess.std).view(1, 3, 1, 1) * 255
+            self.mean = torch.tensor(model.preprocess.mean, device=self.device).view(1, 3, 1, 1) * 255
+            self.std = torch.tensor(model.preprocess.std, device=self.device).view(1, 3, 1, 1) * 255
         # same batches as the session: it seeds epoch e's order with seed * 7919 + e
         self.seed, self.epoch, self.accuracy = c.seed, session.epoch, float("nan")
         self.predicted = torch.zeros(0, dtype=torch.long)  # valid predictions, in sample order
@@ -58,13 +63,13 @@ class PlainLoop:
             return self.feats[split][idx]
         b = self.data[split]
         if self.model.kind == "image":
-            x = (b.pixels[idx].float() - self.mean) / self.std
+            x = (b.pixels[idx].to(self.device).float() - self.mean) / self.std
             return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
         width = self.pad_to or int(b.lengths[idx].max())
         ids = torch.full((len(idx), width), b.pad_id, dtype=torch.long)
         ids[:, : b.ids.shape[1]] = b.ids[idx, :width]
         mask = (torch.arange(width)[None] < b.lengths[idx][:, None]).long()
-        return {"input_ids": ids, "attention_mask": mask}
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
     def order(self, split: str, batch_size: int, shuffle: bool, gen=None):
         bucket = self.model.kind == "text" and not self.cached and self.bucket
@@ -84,7 +89,9 @@ class PlainLoop:
             freezing.apply_bn_policy(model, "frozen")
         gen = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
         for idx in self.order("train", self.batch_size, True, gen):
-            loss = F.cross_entropy(forward(self.inputs("train", idx)), y["train"][idx], reduction="none").mean()
+            with self.autocast():
+                logits = forward(self.inputs("train", idx))
+            loss = F.cross_entropy(logits.float(), y["train"][idx], reduction="none").mean()
             if not torch.isfinite(loss):
                 break
             self.opt.zero_grad(set_to_none=True)
@@ -94,8 +101,9 @@ class PlainLoop:
         predicted = torch.empty(len(y["valid"]), dtype=torch.long)
         with torch.no_grad():
             for idx in self.order("valid", self.eval_batch, False):
-                logits = forward(self.inputs("valid", idx))
+                with self.autocast():
+                    logits = forward(self.inputs("valid", idx)).float()
                 F.cross_entropy(logits, y["valid"][idx], reduction="none")
-                predicted[idx] = logits.argmax(1)
+                predicted[idx] = logits.argmax(1).cpu()
         self.predicted = predicted
-        self.accuracy = float((predicted == y["valid"]).double().mean())
+        self.accuracy = float((predicted == y["valid"].cpu()).double().mean())

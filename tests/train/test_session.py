@@ -201,7 +201,9 @@ def remember_steps(s) -> list[dict[str, torch.Tensor]]:
 
 
 def test_injected_nan_stops_the_epoch_at_that_batch_and_keeps_the_last_good_step(digits) -> None:
-    s = wb.Session(digits, tiny_cnn(), optimizer="sgd", lr=0.05, batch_size=16, freeze="full", fast_path=False)
+    # eager reads (the CPU's mode): the bad batch is refused before its step (CUDA: tests/cuda)
+    s = wb.Session(digits, tiny_cnn(), optimizer="sgd", lr=0.05, batch_size=16, freeze="full", fast_path=False,
+                   device="cpu")
     snapshots = remember_steps(s)
     forward, calls = s.model.logits, []
 
