@@ -310,7 +310,7 @@ def _hf_pretrained(info: BackboneInfo, repo: str, num_classes: int) -> tuple[nn.
 
     def model_from(r: str, **kw: Any) -> Any:
         return AutoModelForSequenceClassification.from_pretrained(
-            r, num_labels=num_classes, ignore_mismatched_sizes=True, output_loading_info=True, **kw
+            r, num_labels=num_classes, ignore_mismatched_sizes=True, output_loading_info=True, **_float32(), **kw
         )
 
     module, loading = pt.hf_load(info.name, repo, model_from)
@@ -320,6 +320,16 @@ def _hf_pretrained(info: BackboneInfo, repo: str, num_classes: int) -> tuple[nn.
     body = [k for k in fresh if "classifier" not in k and "score" not in k]
     notes = [f"{len(body)} backbone tensors not in the checkpoint were initialised randomly"] if body else []
     return module, tokenizer, not fresh, notes
+
+
+def _float32() -> dict[str, Any]:
+    """from_pretrained's dtype argument for float32 weights. transformers 5 loads a checkpoint in the
+    dtype it was saved in by default ("auto"): a float16 file would train in float16 without loss
+    scaling. The Session keeps float32 weights and uses autocast for mixed precision."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": torch.float32} if (major, minor) >= (4, 56) else {"torch_dtype": torch.float32}
 
 
 def _hf_random(info: BackboneInfo, repo: str, num_classes: int) -> tuple[nn.Module, Any, list[str]]:
