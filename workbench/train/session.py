@@ -193,6 +193,13 @@ class Session:
         ]
         return "\n".join(lines)
 
+    def features(self, split: str = "valid") -> torch.Tensor:
+        """The head's input for every sample of `split` (N, D), in sample order, from the current
+        weights: the cached features the fast path trains on (computed once per body state)."""
+        if split not in ("train", "valid"):
+            raise ConfigError(f"split={split!r} is unknown. Use 'train' or 'valid'.")
+        return self._features(split)
+
     def criterion(self):
         """The loss the next epoch will use (per sample; class weights from the train counts)."""
         return criterion_for(self.config, self.data)
