@@ -45,7 +45,7 @@ def test_augmentation_draws_per_sample() -> None:
 
 def test_augment_validation() -> None:
     assert not Augment().active and Augment(rotation=10).active
-    with pytest.raises(ConfigError, match="rotation is in degrees"):
+    with pytest.raises(ConfigError, match=r"augment rotation must be in \[0, 180\].*Degrees"):
         Augment(rotation=400).validate()
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from ..validate import boolean, number
 
 # Preloading more than this many bytes of resized pixels falls back to decoding per batch.
 PRELOAD_LIMIT_BYTES = 2 * 1024**3
@@ -41,13 +42,14 @@ class Augment:
         return self.flip or self.crop or self.rotation > 0 or self.color > 0
 
     def validate(self) -> Augment:
-        if not 0 < self.crop_scale <= 1:
-            raise ConfigError(f"crop_scale must be in (0, 1], got {self.crop_scale}.")
-        if not 0 <= self.rotation <= 180:
-            raise ConfigError(f"rotation is in degrees, 0..180; got {self.rotation}.")
-        if not 0 <= self.color <= 1:
-            raise ConfigError(f"color jitter strength must be in [0, 1], got {self.color}.")
-        return self
+        """This augmentation with every field checked and in its plain type (ConfigError otherwise)."""
+        return Augment(
+            flip=boolean("augment flip", self.flip), crop=boolean("augment crop", self.crop),
+            crop_scale=number("augment crop_scale", self.crop_scale, low=0, high=1, low_open=True,
+                              hint="The smallest share of the image a random crop keeps, e.g. 0.6."),
+            rotation=number("augment rotation", self.rotation, low=0, high=180, hint="Degrees either way, e.g. 10."),
+            color=number("augment color", self.color, low=0, high=1, hint="Jitter strength, e.g. 0.2."),
+        )
 
     def transform(self, size: int):  # -> torchvision.transforms.v2.Compose | None
         if not self.active:

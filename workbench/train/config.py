@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..data.transforms import Augment
-from ..errors import ConfigError, suggest
+from ..errors import ConfigError, DataError, suggest
+from ..validate import boolean, choice, from_mapping, integer, number
 from .losses import LOSSES, make_criterion
 from .optim import OPTIMIZERS, Schedule
 
 SAMPLERS = ("random", "balanced")
 BN_POLICIES = ("frozen", "train")
 AMP_MODES = ("auto", "bf16", "off")
+# what other libraries call our settings: named in the error for an unknown setting
+ALIASES = {"learning_rate": "lr", "bs": "batch_size", "batchsize": "batch_size", "wd": "weight_decay",
+           "num_epochs": "epochs", "n_epochs": "epochs", "max_epochs": "epochs", "scheduler": "schedule",
+           "lr_scheduler": "schedule", "dropout": "head_dropout", "augmentation": "augment",
+           "criterion": "loss", "patience": "early_stopping", "gamma": "focal_gamma"}
 
 
 @dataclass(frozen=True)
@@ -47,43 +53,62 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool = True
     fast_path: bool = True
+    eval_batch_size: int | None = None  # forward-only passes (valid, feature cache); None = 64 CPU / 256 GPU
 
     def validate(self) -> TrainConfig:
-        """Return self if every setting is usable; else raise ConfigError naming it and the fix."""
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("loss", self.loss, LOSSES)
-        _choice("sampler", self.sampler, SAMPLERS)
-        _choice("bn_policy", self.bn_policy, BN_POLICIES)
-        _choice("amp", self.amp, AMP_MODES)
-        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr!r}. Typical: 1e-3 (Adam/AdamW) or 1e-2 (SGD); try session.find_lr().")
-        _positive_int("batch_size", self.batch_size, "Typical: 32-128; halve it if memory runs out.")
-        _positive_int("epochs", self.epochs, "It sets the horizon of the LR schedule.")
-        if self.weight_decay < 0 or self.l1 < 0:
-            raise ConfigError("weight_decay and l1 must be >= 0 (0 turns them off).")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}.")
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+        """This config with every setting checked and in its plain type; ConfigError naming the
+        first bad one and the fix otherwise. Nothing is changed by a failed check."""
+        v = dict(
+            optimizer=choice("optimizer", self.optimizer, OPTIMIZERS),
+            lr=number("lr", self.lr, low=0, low_open=True,
+                      hint="Typical: 1e-3 (Adam/AdamW) or 1e-2 (SGD); try session.find_lr()."),
+            batch_size=integer("batch_size", self.batch_size, low=2,
+                               hint="A batch of one cannot train BatchNorm layers; typical: 32-128, halve it if memory runs out."),
+            epochs=integer("epochs", self.epochs, low=1, hint="It sets the horizon of the LR schedule."),
+            schedule=from_mapping(Schedule, self.schedule, "schedule", shorthand="name").validate(),
+            weight_decay=number("weight_decay", self.weight_decay, low=0, hint="0 turns it off; 1e-4..1e-2 is usual."),
+            l1=number("l1", self.l1, low=0, hint="0 turns it off."),
+            momentum=number("momentum", self.momentum, low=0, high=1, high_open=True, hint="0.9 is usual."),
+            nesterov=boolean("nesterov", self.nesterov),
+            loss=choice("loss", self.loss, LOSSES),
+            label_smoothing=number("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True,
+                                   hint="Typical: 0.1."),
+            focal_gamma=number("focal_gamma", self.focal_gamma, low=0, hint="0 is plain cross-entropy; 2 is usual."),
+            class_weights=_class_weights(self.class_weights),
+            sampler=choice("sampler", self.sampler, SAMPLERS),
+            augment=Augment() if self.augment is None else from_mapping(Augment, self.augment, "augment").validate(),
+            early_stopping=None if self.early_stopping is None else integer(
+                "early_stopping", self.early_stopping, low=1, hint="It is the patience in epochs, or None to turn it off."),
+            lr_decay=number("lr_decay", self.lr_decay, low=0, high=1, low_open=True,
+                            hint="1 = the same LR everywhere; 0.5 halves it per block down."),
+            bn_policy=choice("bn_policy", self.bn_policy, BN_POLICIES),
+            head_dropout=None if self.head_dropout is None else number(
+                "head_dropout", self.head_dropout, low=0, high=1, high_open=True, hint="e.g. 0.2; None keeps the model's."),
+            seed=integer("seed", self.seed, low=0, hint="Any whole number >= 0, e.g. 0."),
+            device=_device(self.device),
+            amp=choice("amp", self.amp, AMP_MODES),
+            channels_last=boolean("channels_last", self.channels_last),
+            fast_path=boolean("fast_path", self.fast_path),
+            eval_batch_size=None if self.eval_batch_size is None else integer(
+                "eval_batch_size", self.eval_batch_size, low=1, hint="None picks 64 on the CPU, 256 on a GPU."),
+        )
+        if v["nesterov"] and (v["optimizer"] != "sgd" or v["momentum"] == 0):
             raise ConfigError("nesterov=True needs optimizer='sgd' with momentum > 0.")
-        if self.early_stopping is not None:
-            _positive_int("early_stopping", self.early_stopping, "It is the patience in epochs, or None to turn it off.")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}. 1 = same LR everywhere; 0.5 halves it per block down.")
-        if self.head_dropout is not None and not 0 <= self.head_dropout < 1:
-            raise ConfigError(f"head_dropout must be in [0, 1), got {self.head_dropout}.")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ConfigError(f"device={self.device!r} is not understood. Use 'auto', 'cpu' or 'cuda'.")
-        self.schedule.validate()
-        self.augment.validate()
-        return self
+        if v["loss"] == "focal" and v["label_smoothing"]:
+            raise ConfigError("label_smoothing applies to loss='cross_entropy'; set it to 0 for the focal loss.")
+        return dataclasses.replace(self, **v)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with `changes`; unknown names get close-match suggestions."""
-        names = {f.name for f in dataclasses.fields(self)}
+        names = [f.name for f in dataclasses.fields(self)]
         for key in changes:
             if key not in names:
-                raise ConfigError(f"Unknown setting {key!r}.{suggest(key, names)} Settings: {', '.join(sorted(names))}.")
-        return dataclasses.replace(self, **normalise(changes)).validate()
+                hint = f" Did you mean {ALIASES[key]!r}?" if key in ALIASES else suggest(key, names)
+                raise ConfigError(f"Unknown setting {key!r}.{hint} Settings: {', '.join(sorted(names))}.")
+        changes = dict(changes)
+        if isinstance(changes.get("optimizer"), str):
+            changes["optimizer"] = changes["optimizer"].lower()
+        return dataclasses.replace(self, **changes).validate()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -93,36 +118,34 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """A validated config from `to_dict()`'s output (keys of older versions are ignored)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"A config must be a dict of settings, got {type(d).__name__}.")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**normalise({k: v for k, v in d.items() if k in names})).validate()
+        return cls().replace(**{k: v for k, v in d.items() if k in names})
+
+    def diff(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
+        """Settings that differ: {name: (this value, other value)}."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
-def normalise(changes: dict[str, Any]) -> dict[str, Any]:
-    """Accept friendly spellings: schedule="cosine" or a dict, augment=dict(flip=True), lists."""
-    out = dict(changes)
-    if isinstance(out.get("schedule"), str):
-        out["schedule"] = Schedule(name=out["schedule"])
-    elif isinstance(out.get("schedule"), dict):
-        out["schedule"] = Schedule(**out["schedule"])
-    if isinstance(out.get("augment"), dict):
-        out["augment"] = Augment(**out["augment"])
-    elif out.get("augment") is None and "augment" in out:
-        out["augment"] = Augment()
-    if isinstance(out.get("class_weights"), Sequence) and not isinstance(out["class_weights"], str):
-        out["class_weights"] = tuple(float(w) for w in out["class_weights"])
-    if isinstance(out.get("optimizer"), str):
-        out["optimizer"] = out["optimizer"].lower()
-    return out
+def _class_weights(value: Any) -> str | tuple[float, ...] | None:
+    """None, "balanced", or one finite weight >= 0 per class (the count is checked against the data)."""
+    if value is None or (isinstance(value, str) and value == "balanced"):
+        return value
+    if isinstance(value, (str, bytes, Mapping)) or not (isinstance(value, Sequence) or hasattr(value, "tolist")):
+        raise ConfigError(
+            f"class_weights={value!r} is not understood. Use None, 'balanced', or a list with one weight per class.")
+    items = value.tolist() if hasattr(value, "tolist") else list(value)
+    return tuple(number(f"class_weights[{i}]", w, low=0) for i, w in enumerate(items))
 
 
-def _choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"Unknown {name} {value!r}.{suggest(str(value), choices)} Choose one of: {', '.join(choices)}.")
-
-
-def _positive_int(name: str, value: Any, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}. {hint}")
+def _device(value: Any) -> str:
+    if not isinstance(value, str) or not (value in ("auto", "cpu") or value == "cuda" or
+                                          (value.startswith("cuda:") and value[5:].isdigit())):
+        raise ConfigError(f"device={value!r} is not understood. Use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    return value
 
 
 def criterion_for(c: TrainConfig, data):
@@ -152,3 +175,19 @@ def check_compatible(data, model) -> None:
             f"The data has {data.num_classes} classes but the model's head has {model.num_classes} outputs. "
             f"Build it with wb.load_backbone({model.name!r}, num_classes=data.num_classes)."
         )
+
+
+def check_splits(data) -> None:
+    """Both splits must hold samples: the train split at least 2 (a batch), the valid split 1."""
+    if len(data.valid) == 0:
+        raise DataError(f"The valid split of {data.name!r} is empty, so no epoch could be evaluated. Give the data "
+                        "a valid split (e.g. Data.from_texts(..., valid_fraction=0.2)).")
+    if len(data.train) < 2:
+        raise DataError(f"The train split of {data.name!r} has {len(data.train)} sample(s); training needs at least 2.")
+
+
+def check_head_dropout(model) -> None:
+    """head_dropout can only be set on a head that has a dropout layer in front of its classifier."""
+    if not any(type(m).__name__ == "Dropout" for m in model.head.modules()):
+        raise ConfigError(f"{model.name}'s head has no dropout layer; rebuild it with "
+                          "load_backbone(..., head_dropout=p) to tune it.")

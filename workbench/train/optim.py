@@ -8,6 +8,7 @@ torch's own scheduler.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, suggest
+from ..validate import choice, integer, number
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
@@ -85,19 +87,23 @@ class Schedule:
     final_div_factor: float = 1e4
 
     def validate(self) -> Schedule:
-        if self.name not in SCHEDULES:
-            raise ConfigError(
-                f"Unknown schedule {self.name!r}.{suggest(self.name, SCHEDULES)} Choose one of: {', '.join(SCHEDULES)}."
-            )
-        if self.step_epochs < 1:
-            raise ConfigError(f"step_epochs must be >= 1, got {self.step_epochs}.")
-        if not 0 < self.gamma <= 1:
-            raise ConfigError(f"Schedule gamma must be in (0, 1], got {self.gamma}. 0.1 (step) or 0.9 (exponential) are usual.")
-        if self.warmup_epochs < 0 or not 0 < self.warmup_start <= 1:
-            raise ConfigError("warmup_epochs must be >= 0 and warmup_start in (0, 1].")
-        if not 0 < self.pct_start < 1:
-            raise ConfigError(f"pct_start must be in (0, 1), got {self.pct_start}.")
-        return self
+        """This schedule with every field checked and in its plain type (ConfigError otherwise)."""
+        name = choice("schedule", self.name, SCHEDULES)
+        return dataclasses.replace(
+            self, name=name,
+            step_epochs=integer("schedule step_epochs", self.step_epochs, low=1, hint="The LR drops every this many epochs."),
+            gamma=number("schedule gamma", self.gamma, low=0, high=1, low_open=True,
+                         hint="0.1 (step) or 0.9 (exponential) are usual."),
+            warmup_epochs=number("schedule warmup_epochs", self.warmup_epochs, low=0, hint="0 turns warm-up off."),
+            warmup_start=number("schedule warmup_start", self.warmup_start, low=0, high=1, low_open=True,
+                                hint="The share of the LR warm-up starts from, e.g. 0.1."),
+            pct_start=number("schedule pct_start", self.pct_start, low=0, high=1, low_open=True, high_open=True,
+                             hint="One-cycle's rising share of the run, e.g. 0.3."),
+            div_factor=number("schedule div_factor", self.div_factor, low=0, low_open=True,
+                              hint="One-cycle starts at lr / div_factor; 25 is usual."),
+            final_div_factor=number("schedule final_div_factor", self.final_div_factor, low=0, low_open=True,
+                                    hint="One-cycle ends at lr / (div_factor * final_div_factor); 1e4 is usual."),
+        )
 
     def factor_fn(self, steps_per_epoch: int, total_epochs: int) -> Callable[[int], float]:
         """factor(step) for a run of `total_epochs` epochs of `steps_per_epoch` batches."""

@@ -1,0 +1,96 @@
+"""Checks for settings: one place that says what a number, a flag or a choice must be.
+
+Each check returns the value in its plain Python type (numpy scalars are accepted and converted)
+or raises ConfigError naming the setting, what it got and what to pass instead. Booleans are
+never numbers here (`lr=True` is a mistake, not 1.0), strings never numbers (`"0.1"`), and NaN
+or infinity is refused wherever a finite number is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .errors import ConfigError, suggest
+
+T = TypeVar("T")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{text[:60]}{'...' if len(text) > 60 else ''} ({type(value).__name__})"
+
+
+def is_number(value: Any) -> bool:
+    """A real number that is not a bool (numpy scalars included)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, hint: str = "") -> float:
+    """A finite float within [low, high] (open ends where asked)."""
+    if not is_number(value) or not math.isfinite(float(value)):
+        raise ConfigError(f"{name} must be a finite number, got {_describe(value)}. {hint}".rstrip())
+    v = float(value)
+    too_low = low is not None and (v <= low if low_open else v < low)
+    too_high = high is not None and (v >= high if high_open else v > high)
+    if too_low or too_high:
+        lo = "" if low is None else f"{'(' if low_open else '['}{low:g}"
+        hi = "" if high is None else f"{high:g}{')' if high_open else ']'}"
+        where = f"in {lo}, {hi}" if low is not None and high is not None else (
+            f"{'>' if low_open else '>='} {low:g}" if low is not None else f"{'<' if high_open else '<='} {high:g}")
+        raise ConfigError(f"{name} must be {where}, got {v:g}. {hint}".rstrip())
+    return v
+
+
+def integer(name: str, value: Any, *, low: int | None = None, hint: str = "") -> int:
+    """An int (numpy integers accepted), at least `low`."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if not ok:
+        raise ConfigError(f"{name} must be a whole number, got {_describe(value)}. {hint}".rstrip())
+    v = int(value)
+    if low is not None and v < low:
+        raise ConfigError(f"{name} must be >= {low}, got {v}. {hint}".rstrip())
+    return v
+
+
+def boolean(name: str, value: Any) -> bool:
+    """True or False (numpy booleans accepted); 0/1 and strings are refused."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ConfigError(f"{name} must be True or False, got {_describe(value)}.")
+
+
+def choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """One of `choices` (case-sensitive names; close matches suggested)."""
+    if not isinstance(value, str) or value not in choices:
+        hint = suggest(value, choices) if isinstance(value, str) else ""
+        raise ConfigError(f"Unknown {name} {_describe(value)}.{hint} Choose one of: {', '.join(choices)}.")
+    return value
+
+
+def from_mapping(cls: type[T], value: Any, name: str, *, shorthand: str | None = None) -> T:
+    """An instance of dataclass `cls` from itself, a dict of its fields, or (with `shorthand`) a
+    str naming that field: `schedule="cosine"` -> Schedule(name="cosine"). Unknown keys are
+    refused with close matches, before anything is built."""
+    if isinstance(value, cls):
+        return value
+    if shorthand is not None and isinstance(value, str):
+        return cls(**{shorthand: value})
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if not isinstance(value, Mapping):
+        example = f"{name}=dict({fields[0]}=...)"
+        also = f", a {shorthand} string" if shorthand else ""
+        article = "an" if cls.__name__[0] in "AEIOU" else "a"
+        raise ConfigError(f"{name} must be {article} {cls.__name__}{also} or a dict of its fields, got {_describe(value)}. "
+                          f"E.g. {example}. Fields: {', '.join(fields)}.")
+    unknown = [k for k in value if k not in fields]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(f"{name} has no field {key!r}.{suggest(str(key), fields)} Fields: {', '.join(fields)}.")
+    return cls(**value)
