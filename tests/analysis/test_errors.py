@@ -91,9 +91,26 @@ def test_flagging_and_csv_export(tmp_path, random_case) -> None:
     ea.unflag(wrong[1])
     path = ea.export_flagged(tmp_path / "flagged.csv")
     lines = path.read_text().splitlines()
-    assert lines[0] == "id,given_label,predicted_label,note" and lines[1].startswith(f"{wrong[0]},")
+    assert lines[0] == "id,sample,given_label,predicted_label,note" and lines[1].startswith(f"{wrong[0]},")
     with pytest.raises(DataError, match="No sample with id -5"):
         ea.flag(-5)
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rcmd|' /C calc'!A0"])
+def test_csv_export_neutralises_formula_prefixes(tmp_path, name) -> None:
+    """OWASP CSV injection: class names and file names from a dataset must not run as formulas."""
+    import csv
+
+    classes = [name, "plain"]
+    ea = ErrorAnalysis.from_predictions([0, 1], [[0.1, 0.9], [0.8, 0.2]], classes, sample_ids=[name, "ok.png"])
+    ea.flag(0, note=name)
+    ea.flag(1)
+    path = ea.export_flagged(tmp_path / "flags.csv")
+    rows = list(csv.DictReader(path.open(newline="", encoding="utf-8")))
+    assert rows[0]["given_label"] == rows[0]["sample"] == rows[0]["note"] == rows[1]["predicted_label"] == "'" + name
+    assert rows[1]["given_label"] == "plain" and rows[1]["sample"] == "ok.png"
+    with pytest.raises(DataError, match="Cannot write"):
+        ea.export_flagged(tmp_path / "missing-folder" / "flags.csv")
 
 
 def test_bad_inputs_name_the_problem() -> None:

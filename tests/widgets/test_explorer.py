@@ -114,7 +114,8 @@ def test_flag_for_relabelling_and_export(tmp_path, texts) -> None:
     x.export_path.value = str(tmp_path / "flags.csv")
     x.export_button.click()
     lines = (tmp_path / "flags.csv").read_text().splitlines()
-    assert lines == ["id,given_label,predicted_label,note", f"{first_two[1]},bad,good,label looks wrong"]
+    sample = texts.valid.sample_id(first_two[1])
+    assert lines == ["id,sample,given_label,predicted_label,note", f"{first_two[1]},{sample},bad,good,label looks wrong"]
     assert "Wrote 1 flagged" in x.message.text
 
 

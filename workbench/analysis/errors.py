@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from ..safety import spreadsheet_safe
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,9 @@ class ErrorAnalysis:
     """Confusion matrix, per-cell samples, top losses, most-confused pairs, per-class scores."""
 
     def __init__(self, labels: np.ndarray, probs: np.ndarray, losses: np.ndarray, ids: np.ndarray,
-                 classes: Sequence[str], epoch: int | None = None) -> None:
+                 classes: Sequence[str], epoch: int | None = None, sample_ids: Sequence[str] | None = None) -> None:
         self.labels, self.probs, self.losses, self.ids = labels, probs, losses, ids
+        self.sample_ids = None if sample_ids is None else list(sample_ids)  # file path or row id, per row
         self.classes = list(classes)
         self.epoch = epoch
         self.predicted = probs.argmax(axis=1)
@@ -42,7 +44,7 @@ class ErrorAnalysis:
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_predictions(cls, labels, logits_or_probs, classes: Sequence[str], ids=None, losses=None,
-                         epoch: int | None = None) -> ErrorAnalysis:
+                         epoch: int | None = None, sample_ids: Sequence[str] | None = None) -> ErrorAnalysis:
         """Build from raw arrays. Probabilities are detected (rows in [0, 1] summing to 1);
         anything else is taken as logits. Losses default to the cross-entropy of each sample."""
         y = np.asarray(labels).astype(np.int64).ravel()
@@ -63,14 +65,19 @@ class ErrorAnalysis:
             losses_arr = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))
         else:
             losses_arr = np.asarray(losses, dtype=np.float64).ravel()
-        return cls(y, probs, losses_arr, ids_arr, classes, epoch)
+        if sample_ids is not None and len(sample_ids) != len(y):
+            raise DataError(f"sample_ids has {len(sample_ids)} entries for {len(y)} labels; give one per sample.")
+        return cls(y, probs, losses_arr, ids_arr, classes, epoch, sample_ids)
 
     @classmethod
     def from_session(cls, session) -> ErrorAnalysis:
         p = session.predictions
         if p is None:
             raise ConfigError("The session has no predictions yet: train an epoch first (session.step()).")
-        return cls.from_predictions(p.labels, p.logits, session.data.classes, ids=p.ids, losses=p.losses, epoch=p.epoch)
+        analysis = cls.from_predictions(p.labels, p.logits, session.data.classes, ids=p.ids, losses=p.losses,
+                                        epoch=p.epoch)
+        analysis.sample_ids = [session.data.sample_id(int(i), "valid") for i in p.ids]
+        return analysis
 
     # ---- numbers ----------------------------------------------------------------------------
     @property
@@ -153,19 +160,25 @@ class ErrorAnalysis:
         if any(f["id"] == i for f in self.flagged):
             return
         row = self._position[i]
-        self.flagged.append({"id": i, "given_label": self.classes[self.labels[row]],
+        sample = self.sample_ids[row] if self.sample_ids is not None else str(i)
+        self.flagged.append({"id": i, "sample": sample, "given_label": self.classes[self.labels[row]],
                              "predicted_label": self.classes[self.predicted[row]], "note": note})
 
     def unflag(self, sample_id: int) -> None:
         self.flagged[:] = [f for f in self.flagged if f["id"] != int(sample_id)]  # in place: views share the list
 
     def export_flagged(self, path) -> Path:
-        """Write the flagged samples as CSV: id, given_label, predicted_label, note."""
+        """Write the flagged samples as CSV: id, sample (file path or row id), given_label,
+        predicted_label, note. Cells a spreadsheet would run as formulas are neutralised."""
         path = Path(path)
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["id", "given_label", "predicted_label", "note"])
-            writer.writeheader()
-            writer.writerows(self.flagged)
+        fields = ["id", "sample", "given_label", "predicted_label", "note"]
+        try:
+            with path.open("w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows({k: spreadsheet_safe(f.get(k, "")) for k in fields} for f in self.flagged)
+        except OSError as exc:
+            raise DataError(f"Cannot write {str(path)!r} ({exc.strerror or exc}). Choose a path you can write to.") from exc
         return path
 
     def _class_index(self, c: int | str) -> int:

@@ -14,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import ConfigError, DataError, suggest
+from ..safety import same_form
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F")
 
@@ -51,7 +52,7 @@ def check_seed(seed: Any) -> int:
 
 def _label_key(v: Any, row: Any) -> int | str:
     if isinstance(v, str):
-        return v
+        return same_form(v)
     if isinstance(v, (bool, np.bool_)):
         return str(v)
     if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()):
@@ -60,6 +61,19 @@ def _label_key(v: Any, row: Any) -> int | str:
         f"label {v!r} in row {row} is a {type(v).__name__}; labels must be ints or strings. "
         "Convert them first, e.g. labels = [str(x) for x in labels]."
     )
+
+
+def _check_one_type(keys: list[int | str], rows: list[Any]) -> None:
+    """Labels 1 and "1" are two values a person reads as one class: refuse the mix by name."""
+    numbers = {k for k in keys if isinstance(k, int)}
+    clash = sorted({k for k in keys if isinstance(k, str) and k.strip().lstrip("-").isdigit() and int(k) in numbers})
+    if clash:
+        first = next(r for r, k in zip(rows, keys) if isinstance(k, str) and k in clash)
+        raise DataError(
+            f"labels mix numbers and text for the same class: {int(clash[0])} and {clash[0]!r} (e.g. row {first}). "
+            "Convert the label column to one type first, e.g. labels = [str(x) for x in labels] or "
+            "df[label_column].astype(str)."
+        )
 
 
 def encode_labels(
@@ -78,12 +92,13 @@ def encode_labels(
             "in their labels before building the Data (pandas: df = df.dropna(subset=[label_column]))."
         )
     keys = [_label_key(v, r) for v, r in zip(values, rows)]
+    _check_one_type(keys, rows)
     given = classes is not None
     if classes is None:
         uniq = set(keys)
         ints = all(isinstance(k, int) for k in uniq)
         classes = [str(k) for k in sorted(uniq)] if ints else sort_classes([str(k) for k in uniq])
-    classes = [str(c) for c in classes]
+    classes = [same_form(str(c)) for c in classes]
     if len(set(classes)) != len(classes):
         raise DataError(f"classes has duplicate names {classes}. Give each class one unique name.")
     if len(classes) < 2:
@@ -134,7 +149,7 @@ def stack_images(items: Sequence[Any], rows: Sequence[Any], what: str = "images"
     arrays = []
     for item in items:
         if isinstance(item, Image.Image):
-            item = np.asarray(item.convert("L" if item.mode in GREY_MODES else "RGB"))
+            item = np.asarray(to_8bit(item))
         arrays.append(as_uint8_images(np.asarray(item)[None], what)[0])
     if any(a.ndim == 3 for a in arrays):
         arrays = [np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a for a in arrays]
@@ -163,11 +178,29 @@ def check_texts(texts: Any, which: str = "data", rows: Sequence[Any] | None = No
     return texts
 
 
+def to_8bit(im: Image.Image) -> Image.Image:
+    """An 'L' grey or 'RGB' image. 16-bit and 32-bit grey images are scaled to 0..255, not clipped
+    (PIL's convert("L") clips them, turning a 16-bit photo white); float images by their range."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if im.mode == "F" and 0 <= lo and hi <= 1:
+            a = a * 255
+        elif lo >= 0 and hi <= 255 and im.mode != "F":
+            pass  # already in 8-bit range (e.g. a mode "I" PNG of small values)
+        elif lo >= 0 and hi <= 65535 and im.mode != "F":
+            a = a / 257  # 16-bit full range to 8-bit
+        else:
+            a = (a - lo) / max(hi - lo, 1e-12) * 255
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+    return im.convert("L" if im.mode in GREY_MODES else "RGB")
+
+
 def load_image_file(path: Path) -> Image.Image:
     """Open an image file fully (so the file is closed) as 'L' grey or 'RGB'."""
     try:
         with Image.open(path) as im:
-            return im.convert("L" if im.mode in GREY_MODES else "RGB")
+            return to_8bit(im)
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(
             f"image file {str(path)!r} could not be read ({type(e).__name__}: {e}). "

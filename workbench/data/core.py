@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import ConfigError, DataError, suggest
+from ..safety import same_form
 from .checks import check_valid_fraction, check_seed, encode_labels, as_uint8_images, check_texts, load_image_file
 
 SPLITS = ("train", "valid")
@@ -160,7 +161,7 @@ class Data:
     def __init__(self, kind: str, classes: Sequence[str], train: Split, valid: Split, name: str = "data") -> None:
         if kind not in ("image", "text"):
             raise ConfigError(f"kind={kind!r} is unknown. Use kind='image' or kind='text'.")
-        classes = [str(c) for c in classes]
+        classes = [same_form(str(c)) for c in classes]
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise DataError(f"classes {classes[:10]} must be at least 2 unique names. Fix the class list.")
         for split_name, split in (("train", train), ("valid", valid)):

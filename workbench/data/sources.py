@@ -29,6 +29,7 @@ from .checks import (
     sort_classes,
     stack_images,
 )
+from ..safety import same_form
 from .core import Split, assemble, stratified_split
 
 if TYPE_CHECKING:
@@ -95,8 +96,8 @@ def _scan(folder: Path, root: Path) -> dict[str, list[Path]]:
             f"folder {str(folder)!r} has no class sub-folders{found}. Data.from_folder expects one folder per "
             f"class: {folder.name}/<class name>/<image>.png, or train/ and valid/ folders each holding those."
         )
-    out = {}
-    for d in dirs:
+    out: dict[str, list[Path]] = {}
+    for d in sorted(dirs):
         files = []
         for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
             dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
@@ -106,13 +107,17 @@ def _scan(folder: Path, root: Path) -> dict[str, list[Path]]:
                 f"class folder {d.relative_to(root).as_posix()!r} holds no image files "
                 f"({', '.join(IMG_EXTENSIONS)}). Add images to it or remove the folder."
             )
-        out[d.name] = files
+        # one class per name as a person reads it: "café" typed on a Mac (NFD) and on Linux (NFC)
+        out.setdefault(same_form(d.name), []).extend(files)
     return out
 
 
 def from_folder(cls: type[Data], path: str | os.PathLike, *, valid_fraction: float = 0.2, seed: int = 0) -> Data:
     """ImageFolder layout; train/ + valid/ (or val/) sub-folders are used as the split."""
     seed = check_seed(seed)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"from_folder needs the path of a folder (a str or pathlib.Path), got {type(path).__name__} "
+                          f"{path!r}. Pass e.g. Data.from_folder('photos/').")
     root = Path(path).expanduser()
     if not root.is_dir():
         if root.exists():
