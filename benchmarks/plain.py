@@ -50,7 +50,7 @@ class PlainLoop:
         self.labels = {s: p.labels(s) for s in ("train", "valid")}
         self.feats = {s: session._features(s) for s in ("train", "valid")} if self.cached else None
         self.device = session.device
-        self.autocast = session._mixed_precision() if amp else contextlib.nullcontext
+        self.autocast = session.placement.mixed_precision(session.config) if amp else contextlib.nullcontext
         if model.kind == "image":
             self.mean = torch.tensor(model.preprocess.mean, device=self.device).view(1, 3, 1, 1) * 255
             self.std = torch.tensor(model.preprocess.std, device=self.device).view(1, 3, 1, 1) * 255

@@ -103,7 +103,7 @@ def test_bad_spec_constructors_and_settings():
         progressive(every=0)
     with pytest.raises(ConfigError, match="start"):
         progressive(start=-1)
-    with pytest.raises(ConfigError, match="n must be an int >= 0"):
+    with pytest.raises(ConfigError, match=r"last\(n\): n must be >= 0"):
         last(-1)
     with pytest.raises(ConfigError, match="Unknown block 'layer5'"):
         apply_freeze(model, ["layer5"])

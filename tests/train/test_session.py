@@ -12,7 +12,7 @@ import torch
 import workbench as wb
 from workbench.errors import ConfigError
 from workbench.train import loop
-from workbench.train import session as session_module
+from workbench.train import epoch as epoch_module
 
 from helpers import tiny_cnn, weights
 
@@ -50,8 +50,8 @@ def test_train_accuracy_counts_each_batch_at_its_own_step(digits, monkeypatch, s
     that of each batch's logits when it trained, over the completed batches only."""
     s = wb.Session(digits, tiny_cnn(), optimizer="sgd", lr=0.5, batch_size=4, seed=0)
     plans, predicted = [], []
-    real_train_epoch = session_module.train_epoch
-    monkeypatch.setattr(session_module, "train_epoch", lambda plan, *a: plans.append(plan) or real_train_epoch(plan, *a))
+    real_train_epoch = epoch_module.train_epoch
+    monkeypatch.setattr(epoch_module, "train_epoch", lambda plan, *a: plans.append(plan) or real_train_epoch(plan, *a))
 
     def record(module, inputs, output) -> None:
         if not module.training:  # the feature cache and the valid pass run the head too
@@ -139,15 +139,27 @@ def test_pause_holds_training_until_resume(digits) -> None:
     s = wb.Session(digits, tiny_cnn(), optimizer="sgd", lr=0.05, batch_size=8, fast_path=False, freeze="full")
     s.events.batch_interval_s = 0.0
     batches: list[float] = []
-    s.on("batch_end", lambda b: batches.append(time.perf_counter()))
-    s.pause()
+    first = threading.Event()
+    s.on("batch_end", lambda b: (batches.append(time.perf_counter()), s.pause() if b.batch == 1 else None, first.set()))
     worker = threading.Thread(target=s.step)
     worker.start()
+    assert first.wait(60)
     time.sleep(0.4)
-    assert batches == [] and s.running
+    assert len(batches) == 1 and s.running and s.paused
     s.resume()
     worker.join(timeout=60)
-    assert len(batches) == s.history[0].num_batches
+    assert len(batches) == s.history[0].num_batches and not s.paused
+
+
+def test_pause_with_nothing_running_does_not_hold_the_next_fit(digits) -> None:
+    s = wb.Session(digits, tiny_cnn(), optimizer="sgd", lr=0.05, batch_size=32, freeze="full")
+    s.pause()
+    assert not s.paused
+    done = []
+    worker = threading.Thread(target=lambda: done.append(s.step()))
+    worker.start()
+    worker.join(timeout=60)
+    assert done and done[0].completed
 
 
 def test_early_stopping_restores_the_best_weights(digits) -> None:
@@ -231,12 +243,14 @@ def test_a_huge_learning_rate_stops_with_finite_weights_from_a_good_step(digits)
     snapshots = remember_steps(s)
     with pytest.raises(wb.TrainingError, match="non-finite.*Lower the learning rate"):
         s.fit(3)
-    r, now = s.history[-1], s.model.module.state_dict()
+    now = s.model.module.state_dict()
     assert all(torch.isfinite(v.float()).all() for v in now.values())
-    # either the loss went non-finite first (keep the last good step), or a step's BatchNorm
-    # statistics overflowed (roll back to the epoch's start): never non-finite weights
-    expected = start if "rolled back" in r.stopped else snapshots[-1]
+    # either the loss went non-finite first (keep the last good step, recorded as a stopped epoch),
+    # or a step's BatchNorm statistics overflowed (roll back to the epoch's start, nothing
+    # recorded): never non-finite weights, and the history says which
+    expected = snapshots[-1] if s.history else start
     assert all(torch.equal(now[k], v) for k, v in expected.items())
+    assert s.global_step == sum(r.batches for r in s.history) == (len(snapshots) if s.history else 0)
 
 
 def test_simulated_out_of_memory_keeps_weights_and_suggests_a_batch_size(session) -> None:
@@ -256,7 +270,7 @@ def test_simulated_out_of_memory_keeps_weights_and_suggests_a_batch_size(session
         session.model.logits = forward
     now = session.model.module.state_dict()
     assert all(torch.equal(now[k], v) for k, v in before.items())
-    assert session.history[:1] == history and session.history[-1].stopped.startswith("out of memory")
+    assert session.history == history  # it failed at its first batch: no step, nothing recorded
     session.step()  # and training goes on afterwards
     assert session.history[-1].completed
 
@@ -297,8 +311,9 @@ def test_subscriber_errors_do_not_stop_training(session) -> None:
         ({"loss": "focall"}, r"Unknown loss 'focall'.*'focal'"),
         ({"lr": 0}, r"lr must be > 0"),
         ({"lr": -1e-3}, r"lr must be > 0"),
-        ({"batch_size": 0}, r"batch_size must be an integer >= 1"),
-        ({"epochs": 0}, r"epochs must be an integer >= 1"),
+        ({"batch_size": 0}, r"batch_size must be >= 2"),
+        ({"batch_size": 1}, r"batch_size must be >= 2.*cannot train BatchNorm"),
+        ({"epochs": 0}, r"epochs must be >= 1"),
         ({"focal_gamma": -1, "loss": "focal"}, r"focal_gamma must be >= 0"),
         ({"sampler": "even"}, r"Unknown sampler 'even'"),
         ({"learning_rate": 1e-3}, r"Unknown setting 'learning_rate'"),
@@ -318,7 +333,7 @@ def test_bad_changes_leave_a_running_session_untouched(session) -> None:
     config, history = session.config, list(session.history)
     with pytest.raises(ConfigError, match="lr must be > 0"):
         session.configure(lr=0)
-    with pytest.raises(ConfigError, match="epochs must be an integer"):
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
         session.fit(0)
     assert session.config is config and session.history == history
 

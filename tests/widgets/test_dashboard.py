@@ -47,12 +47,22 @@ def test_stop_halts_training_within_a_batch(digits) -> None:
     assert session.history[0].stopped.startswith("stopped by user")
 
 
-def test_pause_and_resume_buttons(session) -> None:
+def test_pause_and_resume_buttons(digits) -> None:
+    model = wb.load_backbone("timm:test_resnet", 10, pretrained=False, image_size=16)
+    session = wb.Session(digits, model, batch_size=2, freeze="full")  # many small batches
     d = TrainingDashboard(session)
+    started = threading.Event()
+    session.on("batch_end", lambda b: started.set())
+    session.events.batch_interval_s = 0.0
+    d.train(50)
+    assert started.wait(60)
     d.pause_button.value = True  # the toggle, as a click sets it
     assert session.paused and d.pause_button.description == "Resume"
     d.pause_button.value = False
     assert not session.paused and d.pause_button.description == "Pause"
+    d.stop_button.click()
+    d.wait(60)
+    assert not d.training
 
 
 @pytest.mark.parametrize(

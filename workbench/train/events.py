@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError, suggest
 
-EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "eval_end", "fit_end", "error")
+EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "eval_end", "fit_end", "config_change", "error")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,14 @@ class EvalEnd:
 class FitEnd:
     epochs_done: int
     reason: str  # "finished" | "stopped" | "early stopping" | "error"
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """Settings, the freeze plan or the whole state changed (views re-read the session)."""
+
+    what: str  # "settings" | "freeze" | "state" | "pending applied"
+    pending: bool = False  # True: queued while training runs, applied at the next epoch
 
 
 @dataclass(frozen=True)

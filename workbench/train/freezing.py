@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, suggest
+from ..validate import integer
 
 if TYPE_CHECKING:
     from ..models import Model
@@ -44,9 +45,7 @@ FreezeLike = Union[str, FreezeSpec, Sequence[str]]
 
 
 def _int(label: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{label} must be an int >= {minimum}; got {value!r}.")
-    return value
+    return integer(label, value, low=minimum)
 
 
 def last(n: int) -> FreezeSpec:
@@ -224,10 +223,12 @@ def sync_param_groups(
     that froze leave with their state, newly unfrozen blocks join as new groups (discriminative
     LR), and groups that stay keep their state."""
     have = {g["name"] for g in optimizer.param_groups}
-    for group in [g for g in optimizer.param_groups if g["name"] not in trainable]:
+    keep = set(trainable)
+    for group in [g for g in optimizer.param_groups if g["name"] not in keep]:
         for p in group["params"]:
             optimizer.state.pop(p, None)
-        optimizer.param_groups.remove(group)
+    # by name, not list.remove: that compares the group dicts with ==, i.e. their tensors
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["name"] in keep]
     new = [n for n in trainable if n not in have]
     for group in block_groups(model, base_lr, decay, new) if new else ():
         optimizer.add_param_group(group)

@@ -37,16 +37,42 @@ def weights_finite(optimizer: torch.optim.Optimizer, module: torch.nn.Module) ->
     return bool(torch.isfinite(torch.stack(bounds)).all()) if bounds else True
 
 
-def fault_error(reason: str, error: BaseException | None, config: TrainConfig, epoch: int) -> Exception:
+def is_out_of_memory(error: BaseException | None) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or (error is not None and "out of memory" in str(error).lower())
+
+
+PHASES = {"train": "training", "valid": "the validation pass", "cache": "the feature-cache build"}
+
+
+def describe_fault(error: BaseException, phase: str, epoch: int) -> str:
+    """One line for the history's `stopped` field: what failed, and where."""
+    where = f"{PHASES[phase]} of epoch {epoch}"
+    if is_out_of_memory(error):
+        return f"out of memory in {where}"
+    if isinstance(error, DataError):
+        return f"data error in {where}: {error}"
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__} in {where}: {text[:300]}"
+
+
+def fault_error(reason: str, error: BaseException | None, config: TrainConfig, epoch: int, phase: str = "train",
+                eval_batch: int = 64) -> Exception:
     """The exception `fit` raises for a fault: cause, the weights kept, and the fix."""
-    if error is not None and "out of memory" in reason:
-        smaller = max(1, config.batch_size // 2)
-        msg = (f"Training ran out of memory ({reason}). The weights are those of the last completed step. "
-               f"Try a smaller batch: session.configure(batch_size={smaller}).")
+    kept = ("The weights are those of the last completed step." if phase == "train"
+            else "The epoch's training steps are kept (recorded as stopped)." if phase == "valid"
+            else "Nothing was trained or changed.")
+    if is_out_of_memory(error):
+        if phase == "train":
+            fix = f"Try a smaller batch: session.configure(batch_size={max(2, config.batch_size // 2)})."
+        else:
+            fix = (f"Forward-only passes run {eval_batch} samples at a time; try "
+                   f"session.configure(eval_batch_size={max(1, eval_batch // 4)}).")
+        msg = f"Ran out of memory ({reason}). {kept} {fix}"
     elif isinstance(error, DataError):
-        msg = f"{reason}. The weights are those of the last completed step."
+        msg = f"{reason}. {kept}"
     elif error is not None:
-        msg = f"Training failed: {reason}. The weights are those of the last completed step."
+        msg = (f"Training failed: {reason}. {kept} If the cause is not in your data or settings, please "
+               "report it with this message.")
     elif "rolled back" in reason:
         msg = f"Training stopped: the {reason}. Lower the learning rate, e.g. session.configure(lr={config.lr / 10:g})."
     else:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, TrainingError
+from .control import RunControl
 from .events import BatchEnd, EventBus
 
 ARGMAX_CHUNK = 32  # batches whose train predictions are taken in one argmax
@@ -69,12 +69,7 @@ def set_lrs(optimizer: torch.optim.Optimizer, factor: float) -> None:
         group["lr"] = group["base_lr"] * factor
 
 
-def train_epoch(
-    plan: EpochPlan,
-    events: EventBus,
-    stop: threading.Event,
-    running: threading.Event,
-) -> EpochOutcome:
+def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> EpochOutcome:
     """Train one epoch. On a fault the model stays at its last completed optimizer step.
 
     Per-batch losses and predictions stay on the device; the host reads a loss when a
@@ -89,22 +84,29 @@ def train_epoch(
     pending: list[torch.Tensor] = []  # detached logits of the batches since the last argmax
     labels_of = rows_of(plan.labels)
     guard = _DeviceGuard(plan) if plan.deferred else None
+    # BatchNorm statistics before each batch: a batch that fails after its forward gives them back
+    saved = [b.clone() for b in plan.buffers]
     start = time.perf_counter()
     trainable = [p for g in plan.optimizer.param_groups for p in g["params"] if p.requires_grad]
+    b = 0
     try:
         for b, idx in enumerate(plan.batches):
-            while not running.is_set() and not stop.is_set():  # paused: wait here, between batches
-                running.wait(0.05)
-            if stop.is_set():
-                out.stopped = f"stopped by user after batch {b}/{n_batches}"
+            while not control.go.is_set() and not control.stop_flag.is_set():  # paused: wait between batches
+                control.go.wait(0.05)
+            if control.stop_flag.is_set():
+                out.stopped = f"{control.stop_reason} after batch {b}/{n_batches}"
                 break
             set_lrs(plan.optimizer, plan.lr_factor(plan.first_step + b))
+            if saved:
+                torch._foreach_copy_(saved, plan.buffers)  # one fused copy (a multi-tensor kernel on CUDA)
             try:
-                loss, logits = _train_batch(plan, idx, labels_of(idx), trainable, guard)
+                loss, logits = train_batch(plan, idx, labels_of(idx), trainable, guard)
             except Exception as exc:  # the model is still at the last completed step
+                _restore(plan.buffers, saved)
                 out.stopped, out.error = _describe_fault(exc, plan.epoch, b, n_batches, idx), exc
                 break
             if loss is None:  # eager mode: refused before backward
+                _restore(plan.buffers, saved)
                 out.stopped = f"non-finite loss at batch {b + 1}/{n_batches}"
                 break
             losses.append(loss.detach())
@@ -119,6 +121,11 @@ def train_epoch(
                 _emit_batch_end(plan, events, float(losses[-1]), b + 1, start)
         if guard is not None and not guard.fired:
             guard.tripped()  # the end-of-epoch check
+    except KeyboardInterrupt:  # the notebook's Interrupt button: stop here, like stop()
+        if len(losses) == b:  # interrupted inside batch b, before its step was counted
+            _restore(plan.buffers, saved)
+        out.stopped = f"interrupted (KeyboardInterrupt) after batch {len(losses)}/{n_batches}"
+        del out.batch_lrs[len(losses):]
     finally:
         if guard is not None:
             guard.close()
@@ -194,11 +201,16 @@ class _DeviceGuard:
             del self.optimizer.found_inf
 
 
-def _train_batch(plan: EpochPlan, idx: torch.Tensor, y: torch.Tensor, trainable: list[torch.Tensor],
-                 guard: _DeviceGuard | None) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Forward, loss, backward, step. Returns (loss, logits); loss None if refused."""
+def _restore(buffers: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    if saved:
+        torch._foreach_copy_(buffers, saved)
+
+
+def train_batch(plan: EpochPlan, idx: torch.Tensor, y: torch.Tensor, trainable: list[torch.Tensor],
+                guard: _DeviceGuard | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Forward, loss, backward, step. Returns (loss, logits); loss None if refused (eager mode:
+    the caller gives the forward's BatchNorm updates back)."""
     x = plan.inputs(idx)
-    saved = [b.clone() for b in plan.buffers] if guard is None else ()  # small: BatchNorm statistics
     with plan.autocast():
         logits = plan.forward(x)
     loss = plan.criterion(logits, y).mean()
@@ -207,8 +219,6 @@ def _train_batch(plan: EpochPlan, idx: torch.Tensor, y: torch.Tensor, trainable:
     if guard is not None:
         guard.observe(loss)  # no host sync: a bad step becomes a no-op on the device
     elif not math.isfinite(loss.item()):  # eager mode (CPU: reading a CPU tensor is no sync)
-        for buffer, before in zip(plan.buffers, saved):  # undo this forward's BN updates
-            buffer.copy_(before)
         return None, logits
     plan.optimizer.zero_grad(set_to_none=True)
     loss.backward()

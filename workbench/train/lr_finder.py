@@ -1,16 +1,16 @@
 """LR range test (Smith 2015; fastai's lr_find): raise the LR exponentially, batch by batch,
-record the smoothed loss, stop when it explodes, then put everything back as it was."""
+record the smoothed loss, stop when it explodes. `Session.find_lr` runs it on its own steps and
+puts the weights and optimizer state back afterwards; the test itself is a pure function."""
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
-from .loop import _train_batch, rows_of
+from ..validate import integer, number
 from .optim import suggest_lr
 
 
@@ -25,46 +25,41 @@ class LRFinderResult:
         return f"LRFinderResult({len(self.lrs)} steps, {self.lrs[0]:.1e}..{self.lrs[-1]:.1e}, suggestion={self.suggestion:.2e})"
 
 
-def find_lr(session, start: float = 1e-7, end: float = 10.0, steps: int = 100, smoothing: float = 0.98) -> LRFinderResult:
-    """Run the range test on `session`; its weights, optimizer state and step count are restored."""
-    if not 0 < start < end:
-        raise ConfigError(f"find_lr needs 0 < start < end, got start={start}, end={end}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
-        raise ConfigError(f"find_lr needs steps >= 5, got {steps!r}.")
-    if session.running:
-        raise ConfigError("find_lr cannot run while the session is training; stop it first.")
-    weights = copy.deepcopy(session.model.module.state_dict())
-    opt_state = copy.deepcopy(session.optimizer.state_dict())
-    lrs = np.geomspace(start, end, steps)
+def check_range(start: float, end: float, steps: int) -> np.ndarray:
+    """The LRs to try, geometrically spaced; ConfigError for a range that cannot be a test."""
+    start = number("find_lr start", start, low=0, low_open=True, hint="e.g. 1e-7.")
+    end = number("find_lr end", end, low=0, low_open=True, hint="e.g. 10.")
+    steps = integer("find_lr steps", steps, low=5, hint="e.g. 100.")
+    if not start < end:
+        raise ConfigError(f"find_lr needs start < end, got start={start:g}, end={end:g}.")
+    return np.geomspace(start, end, steps)
+
+
+def range_test(step: Callable[[int, float], float | None], lrs: np.ndarray, smoothing: float = 0.98,
+               stopped: Callable[[], bool] = lambda: False) -> LRFinderResult:
+    """Call step(i, lr) for each LR until the loss goes non-finite (None) or explodes (4x the best
+    smoothed loss), or `stopped()` says so; an interrupt ends the curve where it got to."""
     raw: list[float] = []
     smoothed: list[float] = []
+    avg, best = 0.0, float("inf")
     try:
-        with torch.random.fork_rng(devices=session._rng_devices()):
-            torch.manual_seed(session.config.seed)
-            fast, _ = session.path()
-            plan = session._plan(session.epoch + 1, fast, session.criterion().to(session.device),
-                                 torch.Generator().manual_seed(session.config.seed))
-            session._set_train_mode(fast)
-            trainable = [p for g in session.optimizer.param_groups for p in g["params"]]
-            batches, labels_of = plan.batches, rows_of(plan.labels)
-            avg, best = 0.0, float("inf")
-            for i, lr in enumerate(lrs):
-                for g in session.optimizer.param_groups:  # keep the discriminative ratios
-                    g["lr"] = lr * g["base_lr"] / session.config.lr
-                idx = batches[i % len(batches)]
-                loss, _ = _train_batch(plan, idx, labels_of(idx), trainable, None)
-                if loss is None:  # non-finite: the curve ends here
-                    break
-                value = loss.item()  # the curve needs every step's value (a short run: sync is fine)
-                raw.append(value)
-                avg = smoothing * avg + (1 - smoothing) * value
-                smooth = avg / (1 - smoothing ** (i + 1))
-                smoothed.append(smooth)
-                best = min(best, smooth)
-                if smooth > 4 * best:
-                    break
-    finally:
-        session.model.module.load_state_dict(weights)
-        session.optimizer.load_state_dict(opt_state)
+        for i, lr in enumerate(lrs):
+            if stopped():
+                break
+            value = step(i, float(lr))
+            if value is None:  # non-finite: the curve ends here
+                break
+            raw.append(value)
+            avg = smoothing * avg + (1 - smoothing) * value
+            smooth = avg / (1 - smoothing ** (i + 1))
+            smoothed.append(smooth)
+            best = min(best, smooth)
+            if smooth > 4 * best:
+                break
+    except KeyboardInterrupt:  # the notebook's Interrupt button: keep the curve so far
+        pass
     n = len(smoothed)
+    if n == 0:
+        raise ConfigError("The LR range test took no step (the first loss was not finite, or it was stopped at "
+                          "once); try a smaller start LR, e.g. session.find_lr(start=1e-8).")
     return LRFinderResult(lrs[:n], np.array(smoothed), np.array(raw), suggest_lr(lrs[:n], smoothed))

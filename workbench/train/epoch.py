@@ -1,0 +1,239 @@
+"""The epoch machinery of a Session: plan, train, evaluate, record, and the fault invariant.
+
+After any exception leaves an epoch, the weights (BatchNorm statistics included), optimizer state,
+history and predictions agree: the epoch is recorded as stopped with the steps it took (and the
+error names the cause and the fix), or, when it took no step, nothing changed at all. The
+notebook's Interrupt button (KeyboardInterrupt) stops like `session.stop()`.
+
+A mixin of Session (session.py): these methods use the session's own state.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from . import freezing, guards
+from .cache import compute_features
+from .events import EpochStart, ErrorEvent, EvalEnd
+from .loop import EpochPlan, evaluate, rows_of, train_batch, train_epoch
+from .optim import skips_on_device
+from .records import EpochResult, Predictions, macro_f1
+
+
+class EpochMixin:
+    """Session methods that run epochs, the LR range test and the valid pass."""
+
+    def _run_epoch(self) -> EpochResult | None:
+        started = time.perf_counter()  # the epoch's wall time includes any cache build and the eval
+        self._apply_pending()
+        c, epoch = self.config, self.epoch + 1
+        self._sync_freeze(freezing.trainable_blocks(self.model, self._freeze_spec, epoch=self.epoch))
+        fast, why = self.path()
+        criterion = self._epoch_criterion()
+        trainable = tuple(self.trainable)
+        phase = "cache" if fast else "train"
+        try:
+            with torch.random.fork_rng(devices=self.placement.rng_devices()):
+                self.placement.seed(c.seed * 1_000_003 + epoch)  # per-epoch seed: resume is bit-identical
+                gen = torch.Generator().manual_seed(c.seed * 7919 + epoch)
+                plan = self._plan(epoch, fast, criterion, gen)  # the fast path builds its feature cache here
+                phase = "train"
+                self.events.emit("epoch_start", EpochStart(epoch, trainable, fast, why, len(plan.batches)))
+                self._set_train_mode(fast)
+                snapshot = guards.changeable_state(self.model, fast)
+                outcome = train_epoch(plan, self.events, self.control)
+        except KeyboardInterrupt:
+            return None  # before the first step: the weights and the history are as they were
+        except Exception as exc:
+            raise self._fault(guards.describe_fault(exc, phase, epoch), exc, phase, epoch) from exc
+        if outcome.batches and not guards.weights_finite(self.optimizer, self.model.head if fast else self.model.module):
+            with torch.no_grad():
+                self.model.module.load_state_dict(snapshot, strict=False)  # nothing usable is lost
+            outcome.stopped = "weights became non-finite during the epoch; rolled back to its start"
+            outcome.batches = 0
+        if outcome.batches == 0 and outcome.stopped is not None:
+            if outcome.error is not None or "non-finite" in outcome.stopped:
+                raise self._fault(outcome.stopped, outcome.error, "train", epoch)
+            return None  # stopped or interrupted before the first step
+        if not fast and any(n != self._head_name() for n in trainable):
+            self._body_version += 1
+        valid, error, phase = None, outcome.error, "train"
+        if outcome.stopped is None:
+            try:
+                valid = self._evaluate(fast, criterion, epoch)
+            except KeyboardInterrupt:
+                outcome.stopped = "interrupted during validation (the epoch's training steps are kept)"
+            except Exception as exc:
+                outcome.stopped, error, phase = guards.describe_fault(exc, "valid", epoch), exc, "valid"
+        result = EpochResult(
+            epoch=epoch, train_loss=outcome.loss, train_accuracy=outcome.accuracy,
+            valid_loss=valid[0] if valid else None, valid_accuracy=valid[1] if valid else None,
+            valid_macro_f1=valid[2] if valid else None,
+            lrs={g["name"]: g["lr"] for g in self.optimizer.param_groups},
+            trainable=trainable, fast_path=fast, path_reason=why,
+            epoch_time_s=time.perf_counter() - started, samples_per_s=outcome.samples / max(outcome.seconds, 1e-9),
+            batches=outcome.batches, num_batches=len(plan.batches), stopped=outcome.stopped,
+            batch_losses=tuple(outcome.batch_losses), batch_lrs=tuple(outcome.batch_lrs),
+        )
+        self.history.append(result)
+        if valid and self.config.early_stopping is not None:
+            self.early_stopping.track(result, self.model.module, self.predictions)
+        self.events.emit("epoch_end", result)
+        if error is not None or (outcome.stopped and "non-finite" in outcome.stopped):
+            raise self._fault(result.stopped, error, phase, epoch)
+        return result
+
+    def _plan(self, epoch: int, fast: bool, criterion, gen: torch.Generator) -> EpochPlan:
+        c, train = self.config, self.data.train
+        weights = None
+        if c.sampler == "balanced":
+            counts = np.bincount(train.labels, minlength=self.data.num_classes).astype(np.float64)
+            weights = torch.from_numpy(1.0 / counts[train.labels])
+        batches = self.pipeline.order("train", c.batch_size, gen, shuffle=True, sample_weights=weights,
+                                      by_length=not fast)
+        if fast:
+            inputs: Callable = rows_of(self._features("train"))
+            forward: Callable = self.model.head
+        else:
+            augment = c.augment.transform(self.pipeline.image_size) if self.model.kind == "image" else None
+            inputs = lambda idx: self.pipeline.batch("train", idx, augment)  # noqa: E731
+            forward = self.model.logits
+        factor = c.schedule.factor_fn(len(batches), c.epochs)
+        return EpochPlan(
+            epoch=epoch, batches=batches, inputs=inputs, labels=self.pipeline.labels("train"),
+            forward=forward, criterion=criterion, optimizer=self.optimizer, lr_factor=factor,
+            first_step=self.global_step, l1=c.l1, autocast=self.placement.mixed_precision(c),
+            buffers=list((self.model.head if fast else self.model.module).buffers()),
+            deferred=self._deferred_reads(),
+        )
+
+    def _deferred_reads(self) -> bool:
+        """Read losses on the host once per logging interval instead of every batch: on CUDA,
+        where each read stalls the GPU queue, when the optimizer can skip a step on the device.
+        On the CPU a read costs nothing and eager mode refuses a bad step before its backward."""
+        if self._defer_reads is not None:  # tests force either mode
+            return self._defer_reads and skips_on_device(self.optimizer)
+        return self.device.type == "cuda" and skips_on_device(self.optimizer)
+
+    def _evaluate(self, fast: bool, criterion, epoch: int) -> tuple[float, float, float]:
+        """The valid pass; the predictions change only once it has completed."""
+        freezing.set_training(self.model.submodules(), False)  # = module.eval()
+        order = self.pipeline.order("valid", self._eval_batch(), None, shuffle=False, by_length=True)
+        if fast:
+            inputs: Callable = rows_of(self._features("valid"))
+            forward: Callable = self.model.head
+        else:
+            inputs, forward = (lambda idx: self.pipeline.batch("valid", idx)), self.model.logits
+        labels = self.pipeline.labels("valid")
+        logits, losses = evaluate(order, inputs, labels, forward, criterion, self.placement.mixed_precision(self.config))
+        y = self.data.valid.labels
+        pred = logits.argmax(1)
+        acc = float((pred == y).mean())
+        f1 = macro_f1(y, pred, self.data.num_classes)
+        self.previous_predictions, self.predictions = (
+            self.predictions, Predictions(logits, y.astype(np.int64), losses, np.arange(len(y)), epoch))
+        valid_loss = float(losses.mean())
+        self.events.emit("eval_end", EvalEnd(epoch, valid_loss, acc, f1))
+        return valid_loss, acc, f1
+
+    # ---- decisions ------------------------------------------------------------------------
+    def _head_name(self) -> str:
+        return self.model.block_names[-1]
+
+    def path(self) -> tuple[bool, str]:
+        """Whether the next epoch trains on cached features (the fast path), and why (not)."""
+        c = self.config
+        if not c.fast_path:
+            return False, "fast path turned off (fast_path=False)"
+        body_trainable = [n for n in self.trainable if n != self._head_name()]
+        if body_trainable:
+            return False, f"{len(body_trainable)} block(s) below the head train"
+        if self.model.kind == "image" and c.augment.active:
+            return False, "augmentation makes every epoch's inputs different"
+        if c.bn_policy != "frozen":
+            return False, "bn_policy='train' lets frozen BatchNorm statistics change"
+        return True, "every block below the head is frozen and the inputs are fixed"
+
+    def _features(self, split: str) -> torch.Tensor:
+        key = (tuple(self.trainable), self._body_version, self.pipeline.signature(), self.config.channels_last)
+
+        def compute() -> torch.Tensor:
+            self.model.module.eval()
+            order = self.pipeline.order(split, self._eval_batch(), None, shuffle=False, by_length=True)
+            mixed_precision = self.placement.mixed_precision(self.config)
+            with mixed_precision():
+                return compute_features(self.model.features, lambda idx: self.pipeline.batch(split, idx),
+                                        order, len(getattr(self.data, split)))
+
+        return self.cache.get(key, split, compute)
+
+    def _eval_batch(self) -> int:
+        return self.placement.eval_batch(self.config)
+
+    def _set_train_mode(self, fast: bool) -> None:
+        """module.train(), then frozen blocks back to eval (BN statistics and dropout fixed).
+
+        With the whole body frozen, everything but the head runs in eval mode: a fixed feature
+        extractor, exactly what the cached-feature path computes.
+        """
+        module = self.model.module
+        if self.config.bn_policy == "frozen" and (fast or self.trainable == [self._head_name()]):
+            freezing.set_training(self.model.submodules(), False)  # = module.eval(), cheaper
+            freezing.set_training(self.model.head.modules(), True)
+            return
+        module.train()
+        if self.config.bn_policy == "frozen":
+            freezing.apply_bn_policy(self.model, "frozen")
+
+    def find_lr(self, start: float = 1e-7, end: float = 10.0, steps: int = 100):
+        """LR range test (Smith 2015, fastai's lr_find): one training step per LR, rising
+        exponentially; the weights, BatchNorm statistics and optimizer state are restored after."""
+        from .lr_finder import check_range, range_test
+
+        lrs = check_range(start, end, steps)
+        self.control.acquire("finding the learning rate")
+        weights = {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}
+        opt_state = copy.deepcopy(self.optimizer.state_dict())
+        try:
+            with torch.random.fork_rng(devices=self.placement.rng_devices()):
+                self.placement.seed(self.config.seed)
+                fast, _ = self.path()
+                plan = self._plan(self.epoch + 1, fast, self._epoch_criterion(),
+                                  torch.Generator().manual_seed(self.config.seed))
+                self._set_train_mode(fast)
+                trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
+                labels_of = rows_of(plan.labels)
+
+                def one_step(i: int, lr: float) -> float | None:
+                    for g in self.optimizer.param_groups:  # keep the discriminative ratios
+                        g["lr"] = lr * g["base_lr"] / self.config.lr
+                    idx = plan.batches[i % len(plan.batches)]
+                    loss, _ = train_batch(plan, idx, labels_of(idx), trainable, None)
+                    return None if loss is None else loss.item()  # the curve needs every value
+
+                return range_test(one_step, lrs, stopped=self.control.stop_flag.is_set)
+        finally:
+            with torch.no_grad():
+                self.model.module.load_state_dict(weights)
+            self.optimizer.load_state_dict(opt_state)
+            self.control.release()
+
+    # ---- faults -----------------------------------------------------------------------------------
+    def _fault(self, reason: str, error: BaseException | None, phase: str, epoch: int) -> Exception:
+        if self.device.type == "cuda" and guards.is_out_of_memory(error):
+            torch.cuda.empty_cache()  # give the failed batch's memory back before the next try
+        exc = guards.fault_error(reason, error, self.config, epoch, phase, self._eval_batch())
+        self.events.emit("error", ErrorEvent(message=str(exc), where="training", exception=error))
+        return exc
+
+    def _epoch_criterion(self):
+        """The criterion on the device, rebuilt only when the settings changed (counts cost ~0.5 ms)."""
+        if self._criterion_cache is None or self._criterion_cache[0] is not self.config:
+            self._criterion_cache = (self.config, self.criterion().to(self.device))
+        return self._criterion_cache[1]
+
