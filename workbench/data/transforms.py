@@ -8,7 +8,7 @@ padding costs little (Rotten Tomatoes snippets average 27 of 64 tokens).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,9 +17,11 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..validate import boolean, number
+from .streaming import Decoder, Prefetch, worker_count
 
-# Preloading more than this many bytes of resized pixels falls back to decoding per batch.
-PRELOAD_LIMIT_BYTES = 2 * 1024**3
+# Image files whose resized pixels take more than this are streamed (decoded by workers each
+# pass) instead of held in memory, so memory does not grow with the folder's size.
+FILE_PRELOAD_LIMIT_BYTES = 512 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -95,19 +97,34 @@ def resize_square(pixels: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class ImageBatches:
-    """A split's images at the model's input size, as uint8; `batch()` normalises on the fly."""
+    """A split's images at the model's input size, as uint8; `batch()` normalises on the fly.
 
-    def __init__(self, split, size: int, mean: Sequence[float], std: Sequence[float], channels_last: bool = True):
+    In-memory images are resized once. Image files are decoded once into memory when their
+    resized pixels fit FILE_PRELOAD_LIMIT_BYTES (in parallel, by DataLoader workers), else
+    streamed: each pass decodes its batches in worker processes ahead of the model (`prefetch`).
+    """
+
+    def __init__(self, split, size: int, mean: Sequence[float], std: Sequence[float], channels_last: bool = True,
+                 progress: Callable[[int], None] | None = None, pin_memory: bool = False):
         self.split, self.size, self.channels_last = split, size, channels_last
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.pin_memory = pin_memory
+        self._decoder: Decoder | None = None
+        self._prefetch: Prefetch | None = None
         n = len(split)
         self.pixels: torch.Tensor | None = None
         if split.images is not None:
             chunks = [resize_square(_to_chw3(split.images[i : i + 512]), size) for i in range(0, n, 512)]
             self.pixels = torch.cat(chunks) if chunks else torch.empty(0, 3, size, size, dtype=torch.uint8)
-        elif n * 3 * size * size <= PRELOAD_LIMIT_BYTES:
-            self.pixels = torch.cat([self._load(i) for i in range(n)]) if n else None
+        elif n * 3 * size * size <= FILE_PRELOAD_LIMIT_BYTES:
+            self.pixels = self._decode_all(progress or (lambda done: None)) if n else None
+
+    @property
+    def streams(self) -> bool:
+        """True when batches are decoded per pass (the files do not fit in memory)."""
+        return self.pixels is None
 
     def _load(self, i: int) -> torch.Tensor:
         try:
@@ -120,10 +137,37 @@ class ImageBatches:
             ) from exc
         return resize_square(_to_chw3(array[None]), self.size)
 
+    def _decode_all(self, progress: Callable[[int], None]) -> torch.Tensor:
+        """Every image, decoded by worker processes (one pass), into one uint8 tensor."""
+        n = len(self.split)
+        order = list(torch.arange(n).split(128))
+        out = torch.empty((n, 3, self.size, self.size), dtype=torch.uint8)
+        workers = worker_count() if n > 128 else 0
+        stream = Decoder(self._load, workers, persistent=False).run(order) if workers else (self.raw(idx) for idx in order)
+        progress(0)
+        for b, (idx, pixels) in enumerate(zip(order, stream)):
+            out[idx] = pixels
+            progress(b + 1)
+        return out
+
+    def prefetch(self, order: Sequence[torch.Tensor]) -> None:
+        """Start decoding the batches of the coming pass, in `order`, in worker processes."""
+        if self.pixels is not None:
+            return
+        if self._prefetch is not None:
+            self._prefetch.close()
+        if self._decoder is None:
+            self._decoder = Decoder(self._load, worker_count(), self.pin_memory)
+        self._prefetch = Prefetch(order, self._decoder.run(order))
+
     def raw(self, idx: torch.Tensor) -> torch.Tensor:
         """uint8 (B,3,S,S) for these sample positions."""
         if self.pixels is not None:
             return self.pixels[idx]
+        if self._prefetch is not None:
+            pixels = self._prefetch.take(idx)
+            if pixels is not None:
+                return pixels
         return torch.cat([self._load(int(i)) for i in idx])
 
     def batch(self, idx: torch.Tensor, augment=None, device: torch.device | None = None) -> torch.Tensor:
@@ -132,7 +176,10 @@ class ImageBatches:
             pixels = torch.stack([augment(p) for p in pixels])
         if device is not None:
             pixels = pixels.to(device, non_blocking=True)
-        x = (pixels.float() - self.mean.to(pixels.device)) / self.std.to(pixels.device)
+        if pixels.device not in self._norm:  # on the GPU once, not a host-to-device copy per batch
+            self._norm[pixels.device] = (self.mean.to(pixels.device), self.std.to(pixels.device))
+        mean, std = self._norm[pixels.device]
+        x = (pixels.float() - mean) / std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

@@ -44,13 +44,17 @@ def compute_features(
     batch_fn: Callable[[torch.Tensor], object],
     order: list[torch.Tensor],
     n: int,
+    progress: Callable[[int], None] = lambda done: None,
 ) -> torch.Tensor:
-    """Run `features_fn` over every batch in `order` and put the rows back in sample order."""
+    """Run `features_fn` over every batch in `order` and put the rows back in sample order;
+    `progress(batches done)` after each batch (throttled by the caller)."""
     out: torch.Tensor | None = None
-    for idx in order:
+    progress(0)
+    for b, idx in enumerate(order):
         f = features_fn(batch_fn(idx)).float()
         if out is None:
             out = torch.empty((n, f.shape[1]), dtype=f.dtype, device=f.device)
         out[idx.to(f.device)] = f
+        progress(b + 1)
     assert out is not None, "no batches to compute features from"
     return out

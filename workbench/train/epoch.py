@@ -102,6 +102,7 @@ class EpochMixin:
         else:
             augment = c.augment.transform(self.pipeline.image_size) if self.model.kind == "image" else None
             inputs = lambda idx: self.pipeline.batch("train", idx, augment)  # noqa: E731
+            self.pipeline.prefetch("train", batches)
             forward = self.model.logits
         factor = c.schedule.factor_fn(len(batches), c.epochs)
         return EpochPlan(
@@ -129,8 +130,10 @@ class EpochMixin:
             forward: Callable = self.model.head
         else:
             inputs, forward = (lambda idx: self.pipeline.batch("valid", idx)), self.model.logits
+            self.pipeline.prefetch("valid", order)
         labels = self.pipeline.labels("valid")
-        logits, losses = evaluate(order, inputs, labels, forward, criterion, self.placement.mixed_precision(self.config))
+        logits, losses = evaluate(order, inputs, labels, forward, criterion, self.placement.mixed_precision(self.config),
+                                  progress=self.events.progress("validation", len(order)))
         y = self.data.valid.labels
         pred = logits.argmax(1)
         acc = float((pred == y).mean())
@@ -165,10 +168,12 @@ class EpochMixin:
         def compute() -> torch.Tensor:
             self.model.module.eval()
             order = self.pipeline.order(split, self._eval_batch(), None, shuffle=False, by_length=True)
+            self.pipeline.prefetch(split, order)
             mixed_precision = self.placement.mixed_precision(self.config)
             with mixed_precision():
                 return compute_features(self.model.features, lambda idx: self.pipeline.batch(split, idx),
-                                        order, len(getattr(self.data, split)))
+                                        order, len(getattr(self.data, split)),
+                                        progress=self.events.progress(f"features ({split})", len(order)))
 
         return self.cache.get(key, split, compute)
 
@@ -190,10 +195,17 @@ class EpochMixin:
         if self.config.bn_policy == "frozen":
             freezing.apply_bn_policy(self.model, "frozen")
 
-    def find_lr(self, start: float = 1e-7, end: float = 10.0, steps: int = 100):
+    def find_lr(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, progress: bool | None = None):
         """LR range test (Smith 2015, fastai's lr_find): one training step per LR, rising
         exponentially; the weights, BatchNorm statistics and optimizer state are restored after."""
+        from ..progress import ProgressBars, enabled_by_default
         from .lr_finder import check_range, range_test
+
+        if progress is None:
+            progress = enabled_by_default()
+        if progress:
+            with ProgressBars(self):
+                return self.find_lr(start, end, steps, progress=False)
 
         lrs = check_range(start, end, steps)
         self.control.acquire("finding the learning rate")
@@ -216,7 +228,14 @@ class EpochMixin:
                     loss, _ = train_batch(plan, idx, labels_of(idx), trainable, None)
                     return None if loss is None else loss.item()  # the curve needs every value
 
-                return range_test(one_step, lrs, stopped=self.control.stop_flag.is_set)
+                report = self.events.progress("LR range test", len(lrs))
+
+                def reported_step(i: int, lr: float) -> float | None:
+                    loss = one_step(i, lr)
+                    report(i + 1)
+                    return loss
+
+                return range_test(reported_step, lrs, stopped=self.control.stop_flag.is_set)
         finally:
             with torch.no_grad():
                 self.model.module.load_state_dict(weights)

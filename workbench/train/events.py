@@ -17,7 +17,8 @@ from typing import Any
 
 from ..errors import ConfigError, suggest
 
-EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "eval_end", "fit_end", "config_change", "error")
+EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "eval_end", "fit_end", "config_change", "progress",
+          "error")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,20 @@ class EvalEnd:
 class FitEnd:
     epochs_done: int
     reason: str  # "finished" | "stopped" | "early stopping" | "error"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Work that is not a training batch: the feature-cache build, the valid pass, the LR range test."""
+
+    task: str  # "features (train)" | "features (valid)" | "validation" | "LR range test"
+    done: int
+    total: int
+    elapsed_s: float
+
+    @property
+    def eta_s(self) -> float:
+        return self.elapsed_s / self.done * (self.total - self.done) if self.done else float("nan")
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,19 @@ class EventBus:
             self._last_batch_emit = now
             return True
         return False
+
+    def progress(self, task: str, total: int) -> Callable[[int], None]:
+        """A callback `done(n)` that emits `progress` events for `task`: the first and the last
+        always, others at most every `batch_interval_s` (the same throttle as batch_end)."""
+        start, last = time.perf_counter(), [-1.0]
+
+        def report(done: int) -> None:
+            now = time.perf_counter()
+            if done in (0, total) or now - last[0] >= self.batch_interval_s:
+                last[0] = now
+                self.emit("progress", Progress(task, done, total, now - start))
+
+        return report
 
     def emit(self, event: str, payload: Any) -> None:
         with self._lock:

@@ -244,12 +244,15 @@ def evaluate(
     forward: Callable[[object], torch.Tensor],
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    progress: Callable[[int], None] = lambda done: None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and per-sample losses for every sample, in sample order, in one pass."""
+    """Logits and per-sample losses for every sample, in sample order, in one pass;
+    `progress(batches done)` after each batch."""
     n = len(labels)
     logits_all: torch.Tensor | None = None
     losses = torch.empty(n, dtype=torch.float32, device=labels.device)
-    for idx in batches:
+    progress(0)
+    for b, idx in enumerate(batches):
         idx_dev = idx.to(labels.device)
         with autocast():
             logits = forward(inputs(idx)).float()
@@ -257,6 +260,7 @@ def evaluate(
             logits_all = torch.empty((n, logits.shape[1]), dtype=torch.float32, device=logits.device)
         logits_all[idx_dev] = logits
         losses[idx_dev] = criterion(logits, labels[idx_dev]).float()
+        progress(b + 1)
     if logits_all is None:
         raise TrainingError("The valid split is empty: there is nothing to evaluate. Give the data a valid split.")
     return logits_all.cpu().numpy(), losses.cpu().numpy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..data.transforms import ImageBatches, TextBatches, batch_order
@@ -13,9 +15,11 @@ GPU_RESIDENT_BYTES = 1024**3
 class Pipeline:
     """Turns `data`'s splits into inputs for `model` on `device`."""
 
-    def __init__(self, data, model, device: torch.device, channels_last: bool = True) -> None:
+    def __init__(self, data, model, device: torch.device, channels_last: bool = True,
+                 progress: Callable[[str, int], Callable[[int], None]] | None = None) -> None:
         self.data, self.model, self.device = data, model, device
         self.channels_last = channels_last and model.kind == "image"
+        self.progress = progress  # (task, total) -> done(n): reports decoding image files
         self._batchers: dict[str, ImageBatches | TextBatches] = {}
         self._labels: dict[str, torch.Tensor] = {}
 
@@ -35,7 +39,10 @@ class Pipeline:
             source = getattr(self.data, split)
             p = self.model.preprocess
             if self.model.kind == "image":
-                b = ImageBatches(source, p.size, p.mean, p.std, channels_last=self.channels_last)
+                n = len(source)
+                report = self.progress(f"decoding images ({split})", -(-n // 128)) if self.progress else None
+                b = ImageBatches(source, p.size, p.mean, p.std, channels_last=self.channels_last, progress=report,
+                                 pin_memory=self.device.type == "cuda")
                 if self.device.type == "cuda" and b.pixels is not None and b.pixels.numel() <= GPU_RESIDENT_BYTES:
                     b.pixels = b.pixels.to(self.device)
             else:
@@ -45,6 +52,13 @@ class Pipeline:
 
     def batch(self, split: str, idx: torch.Tensor, augment=None):
         return self.batcher(split).batch(idx, augment, device=self.device)
+
+    def prefetch(self, split: str, order: list[torch.Tensor]) -> None:
+        """Tell the split's batcher the coming pass's batch order: streamed image files are then
+        decoded ahead, in worker processes (nothing to do for data held in memory)."""
+        b = self.batcher(split)
+        if isinstance(b, ImageBatches):
+            b.prefetch(order)
 
     def labels(self, split: str) -> torch.Tensor:
         if split not in self._labels:

@@ -27,10 +27,11 @@ def place_model(model, device: torch.device, channels_last: bool) -> None:
 class Placement:
     """The device and the pipeline that feeds it. Build a new one to move; the old stays valid."""
 
-    def __init__(self, data, model, config: TrainConfig, device: torch.device | None = None) -> None:
+    def __init__(self, data, model, config: TrainConfig, device: torch.device | None = None,
+                 progress: Callable[[str, int], Callable[[int], None]] | None = None) -> None:
         self.device = device if device is not None else resolve_device(config.device)
         self.channels_last = config.channels_last
-        self.pipeline = Pipeline(data, model, self.device, config.channels_last)
+        self.pipeline = Pipeline(data, model, self.device, config.channels_last, progress)
 
     def same(self, config: TrainConfig) -> bool:
         """True when `config` needs no move: same device and memory format."""

@@ -63,7 +63,7 @@ class Session(EpochMixin):
         self._criterion_cache: tuple[TrainConfig, Any] | None = None
         self._defer_reads: bool | None = None  # None: deferred on CUDA (see _deferred_reads)
         place_model(model, device, config.channels_last)
-        self.placement = Placement(data, model, config, device)
+        self.placement = Placement(data, model, config, device, self.events.progress)
         if config.head_dropout is not None:
             model.set_head_dropout(config.head_dropout)
         freezing.apply_freeze(model, trainable)
@@ -153,17 +153,29 @@ class Session(EpochMixin):
         self._changed("settings", pending=not free)
         return new
 
-    def step(self) -> EpochResult | None:
+    def step(self, progress: bool | None = None) -> EpochResult | None:
         """Train one epoch, evaluate on the valid split, record and return the result (None when
         it was stopped or interrupted before its first batch: then nothing changed)."""
-        results = self.fit(1)
+        results = self.fit(1, progress=progress)
         return results[-1] if results else None
 
-    def fit(self, epochs: int = 1) -> list[EpochResult]:
+    def fit(self, epochs: int = 1, progress: bool | None = None) -> list[EpochResult]:
         """Train `epochs` epochs (fewer if stopped, interrupted or early-stopped). On a fault it
         records what the epoch did and raises a WorkbenchError naming the cause and the fix; the
-        notebook's Interrupt button stops it after the current batch, like `stop()`."""
+        notebook's Interrupt button stops it after the current batch, like `stop()`.
+
+        progress: progress bars (tqdm) for epochs, the feature-cache build and the valid pass;
+        None = on in notebooks and terminals, off in pipes (workbench.progress)."""
         epochs = integer("epochs", epochs, low=1, hint="The number of epochs to train, e.g. session.fit(3).")
+        if progress is None:
+            from ..progress import enabled_by_default
+
+            progress = enabled_by_default()
+        if progress:
+            from ..progress import ProgressBars
+
+            with ProgressBars(self):
+                return self.fit(epochs, progress=False)
         self.control.acquire("training")
         first, results, reason = self.epoch, [], "error"
         # Denormal floats made CPU epochs 35x slower here (0.6 s -> 22 s for the same epoch).
@@ -270,7 +282,7 @@ class Session(EpochMixin):
         with self.control.hold("loading a state"):
             if not self.placement.same(c):
                 place_model(self.model, resolve_device(c.device), c.channels_last)
-                self.placement = Placement(self.data, self.model, c)
+                self.placement = Placement(self.data, self.model, c, progress=self.events.progress)
             with torch.no_grad():
                 self.model.module.load_state_dict(checked.weights)
             freezing.apply_freeze(self.model, checked.trainable)
@@ -341,7 +353,7 @@ class Session(EpochMixin):
             kept = None if rebuild else optimizer.state_dict()
             place_model(self.model, resolve_device(new.device), new.channels_last)
             try:
-                placement = Placement(self.data, self.model, new)
+                placement = Placement(self.data, self.model, new, progress=self.events.progress)
                 optimizer = self._new_optimizer(new, blocks)
                 if kept is not None:
                     optimizer.load_state_dict(kept)  # its state moves to the new device

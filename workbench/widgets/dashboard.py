@@ -124,7 +124,7 @@ class TrainingDashboard(W.VBox):
 
     def _work(self, epochs: int) -> None:
         try:
-            self.session.fit(epochs)
+            self.session.fit(epochs, progress=False)  # this view shows the progress itself
         except WorkbenchError as exc:
             self.message.show(str(exc))
         except Exception as exc:  # a bug: show it and log it (widget tests fail on this log)

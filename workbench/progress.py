@@ -1,0 +1,83 @@
+"""Progress bars for `session.fit()` in code cells and terminals, from the session's events.
+
+tqdm.auto (one well-kept library) draws a widget in a notebook and text in a terminal. Bars are on
+in a notebook kernel and in an interactive terminal, off in pipes and CI logs; the environment
+variable WORKBENCH_PROGRESS=0/1, or `session.fit(n, progress=False)`, decides otherwise. Widgets
+show their own progress and train with progress=False. tqdm imports IPython only where a kernel
+already runs, so a headless script loads no UI module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+ENV = "WORKBENCH_PROGRESS"
+
+
+def enabled_by_default() -> bool:
+    """On in a notebook kernel or a terminal; off when output goes to a file or a pipe."""
+    value = os.environ.get(ENV)
+    if value is not None:
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    if "ipykernel" in sys.modules:
+        return True
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+class ProgressBars:
+    """One bar per epoch (its batches, then its result) and one per other long task (the
+    feature-cache build, the valid pass, the LR range test), for as long as it is attached."""
+
+    def __init__(self, session) -> None:
+        from tqdm.auto import tqdm
+
+        self._tqdm, self._session = tqdm, session
+        self._epoch: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._handlers = {"epoch_start": self._epoch_start, "batch_end": self._batch_end,
+                          "epoch_end": self._epoch_end, "progress": self._progress, "fit_end": self._fit_end}
+
+    def __enter__(self) -> ProgressBars:
+        for event, fn in self._handlers.items():
+            self._session.on(event, fn)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for event, fn in self._handlers.items():
+            self._session.off(event, fn)
+        self._fit_end(None)
+
+    def _epoch_start(self, e) -> None:
+        path = "cached features" if e.fast_path else "full forward"
+        self._epoch = self._tqdm(total=e.num_batches, desc=f"epoch {e.epoch} ({path})", unit="batch", leave=True)
+
+    def _batch_end(self, b) -> None:
+        if self._epoch is not None:
+            self._epoch.n = b.batch
+            self._epoch.set_postfix_str(f"loss {b.loss:.4f}")  # refreshes the bar
+
+    def _epoch_end(self, r) -> None:
+        if self._epoch is None:
+            return
+        self._epoch.n = r.batches
+        valid = f", valid loss {r.valid_loss:.4f}, acc {r.valid_accuracy:.3f}" if r.valid_loss is not None else ""
+        self._epoch.set_postfix_str(f"train loss {r.train_loss:.4f}{valid}{'; ' + r.stopped if r.stopped else ''}")
+        self._epoch.close()
+        self._epoch = None
+
+    def _progress(self, p) -> None:
+        bar = self._tasks.get(p.task)
+        if bar is None:
+            bar = self._tasks[p.task] = self._tqdm(total=p.total, desc=p.task, unit="batch", leave=False)
+        bar.n = p.done
+        bar.refresh()
+        if p.done >= p.total:
+            bar.close()
+            del self._tasks[p.task]
+
+    def _fit_end(self, _) -> None:
+        for bar in [*self._tasks.values(), *([self._epoch] if self._epoch is not None else [])]:
+            bar.close()
+        self._tasks, self._epoch = {}, None
