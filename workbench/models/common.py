@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from . import pretrained as pt
+from .discovery import Trace, trace
 from .heads import head_dropout
 from .model import ImagePreprocess, Model
 
@@ -32,14 +33,37 @@ class BackboneInfo:
 
 def check_image_size(name: str, build_meta: Callable[[], nn.Module], size: int, default: int) -> None:
     """Reject an image size the network cannot take, by a shape-only forward on the meta device."""
-    try:
-        with torch.device("meta"):
+    err = _runs(build_meta, size)
+    if err is None:
+        return
+    valid = [s for s in dict.fromkeys((64, 96, 128, 160, 224, default)) if s != size and _runs(build_meta, s) is None]
+    sizes = f"e.g. {', '.join(map(str, valid[:3]))} (default {default})" if valid else f"its default {default}"
+    raise ConfigError(f"image_size={size} is not valid for {name!r} ({pt._one_line(err)}). Use a size it takes: {sizes}.")
+
+
+def _runs(build_meta: Callable[[], nn.Module], size: int) -> Exception | None:
+    """None when a shape-only forward at `size` works (or the model cannot be built shape-only:
+    then its first real forward decides), else its error."""
+    with torch.device("meta"):
+        try:
             model = build_meta().eval()
+        except Exception:  # noqa: BLE001 - e.g. regnet computes its widths with tensor ops
+            return None
+        try:
             model(torch.empty(1, 3, size, size))
-    except (RuntimeError, ValueError, AssertionError) as err:
+        except (RuntimeError, ValueError, AssertionError, TypeError) as err:
+            return err
+    return None
+
+
+def trace_image(module: nn.Module, size: int, name: str) -> Trace:
+    """The discovery forward of an image model on one (1, 3, size, size) input."""
+    try:
+        return trace(module, (torch.zeros(1, 3, size, size),))
+    except Exception as err:  # the model's own error, named (re-raised as ConfigError)
         raise ConfigError(
-            f"image_size={size} is not valid for {name!r} ({pt._one_line(err)}). Use its default {default} "
-            "or a size such as 64 or 96 (a multiple of 32 suits most CNNs)."
+            f"{name} cannot run on a (1, 3, {size}, {size}) image ({pt._one_line(err)}). Pass the image "
+            "size it takes (image_size=..., or preprocess=ImagePreprocess(size=...) for your own module)."
         ) from err
 
 

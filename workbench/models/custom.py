@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, suggest
-from .common import IMAGENET_MEAN, IMAGENET_STD
+from .common import IMAGENET_MEAN, IMAGENET_STD, trace_image
 from .discovery import trace
 from .heads import head_dropout as dropout_of
 from .heads import replace_classifier
@@ -49,7 +49,7 @@ def from_module(module: nn.Module, num_classes: int, *, kind: str = "image", pre
             raise ConfigError(
                 f"preprocess for kind='image' must be an ImagePreprocess(size, mean, std); got {type(preprocess).__name__}."
             )
-        build = lambda: _image(module, num_classes, preprocess, head, name, granularity, float(head_dropout))  # noqa: E731
+        build = lambda: _image(module, num_classes, preprocess, head, name, granularity, float(head_dropout))
     else:
         if preprocess is not None and not isinstance(preprocess, TextPreprocess):
             raise ConfigError(
@@ -59,7 +59,7 @@ def from_module(module: nn.Module, num_classes: int, *, kind: str = "image", pre
         if tokenizer is None or not callable(tokenizer):
             raise ConfigError("A text module needs its tokenizer: from_module(..., kind='text', tokenizer=AutoTokenizer.from_pretrained(...)).")
         max_length = preprocess.max_length if preprocess is not None else None
-        build = lambda: _text(module, tokenizer, num_classes, max_length, head, name, granularity, float(head_dropout))  # noqa: E731
+        build = lambda: _text(module, tokenizer, num_classes, max_length, head, name, granularity, float(head_dropout))
     return seeded(seed, build)
 
 
@@ -75,7 +75,7 @@ def _check_head_path(module: nn.Module, head: Any) -> None:
 
 def _image(module: nn.Module, num_classes: int, pre: ImagePreprocess | None, head: str | None, name: str,
            granularity: str, dropout: float) -> Model:  # fmt: skip
-    from .timm_backbones import is_timm_model, timm_blocks, timm_head
+    from .timm_backbones import is_timm_model, timm_blocks, timm_groups, timm_head
     from .torchvision_backbones import check_classifier, find_classifier, generic_blocks
 
     assumed = ""
@@ -84,15 +84,20 @@ def _image(module: nn.Module, num_classes: int, pre: ImagePreprocess | None, hea
         pre = ImagePreprocess(size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         assumed = f"; preprocessing assumed: ImageNet mean/std, {size} px (the first size it ran on)"
     else:
-        traced = _trace_image(module, pre.size, name)
+        traced = trace_image(module, pre.size, name)
     pooled = None
     if is_timm_model(module) and head is None:
+        groups = timm_groups(module, granularity)
         head_path, note, pooled = timm_head(module, name, num_classes, dropout, True, pre.size)
-        blocks = timm_blocks(module, head_path, granularity, pre.size)
+        head_path, blocks = timm_blocks(module, head_path, granularity, pre.size, groups)
     else:
         hint = " Pass head='<path of the final Linear>' to from_module."
-        head_path = check_classifier(module, head, traced, name, hint) if head else find_classifier(module, traced, name)
-        note = replace_classifier(module, head_path, num_classes, dropout, keep=True)
+        rewritten = ""
+        if head:
+            head_path = check_classifier(module, head, traced, name, hint)
+        else:
+            head_path, rewritten = find_classifier(module, traced, name)
+        note = replace_classifier(module, head_path, num_classes, dropout, keep=not rewritten) + rewritten
         blocks = generic_blocks(module, head_path, granularity, traced)
     model = Model(
         name=name, kind="image", num_classes=num_classes, module=module, head_path=head_path, block_params=blocks,
@@ -105,16 +110,6 @@ def _image(module: nn.Module, num_classes: int, pre: ImagePreprocess | None, hea
     return model
 
 
-def _trace_image(module: nn.Module, size: int, name: str):
-    try:
-        return trace(module, (torch.zeros(1, 3, size, size),))
-    except Exception as err:  # noqa: BLE001 - the module's own error, named
-        raise ConfigError(
-            f"{name} cannot run on a (1, 3, {size}, {size}) image ({type(err).__name__}: {str(err)[:160]}). "
-            "Workbench feeds RGB images of preprocess.size; pass the size your module takes."
-        ) from err
-
-
 def _find_size(module: nn.Module, name: str) -> tuple[int, Any]:
     """The first of SIZES the module runs on (shape-only passes), its timm input size first."""
     cfg = getattr(module, "pretrained_cfg", None) or {}
@@ -122,7 +117,7 @@ def _find_size(module: nn.Module, name: str) -> tuple[int, Any]:
     for size in dict.fromkeys(sizes):
         try:
             return size, trace(module, (torch.zeros(1, 3, size, size),))
-        except Exception:  # noqa: BLE001 - try the next size
+        except Exception:  # noqa: BLE001, S112 - any failure: try the next size
             continue
     raise ConfigError(
         f"{name} runs on none of the RGB image sizes {', '.join(map(str, SIZES))}. Pass the size and "

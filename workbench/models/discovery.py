@@ -32,12 +32,14 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalRes
 
 @dataclass
 class Trace:
-    """What one dummy forward showed."""
+    """What one dummy forward showed. Times count parameters: `first_use[id(p)] = i` means p was the
+    i-th parameter to be used; `spans[path] = (a, b)` means that module's first call began when
+    a parameters had been used and ended when b had."""
 
     first_use: dict[int, int]  # id(parameter) -> index of its first use
-    input_shapes: dict[str, tuple[int, ...]]  # module path -> shape of its first input
+    input_shapes: dict[str, tuple[int, ...]]  # module path (modules with parameters) -> first input's shape
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     output: Any = None  # the forward's result (meta tensors when shape-only)
-    shape_only: bool = True
 
     def when(self, params: Iterable[nn.Parameter]) -> float:
         """The first use of any of `params` (inf when none is used)."""
@@ -76,51 +78,43 @@ def _to(value: Any, device: torch.device | str) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device)
     if isinstance(value, dict) or hasattr(value, "keys"):
-        return {k: _to(value[k], device) for k in value.keys()}
+        return {k: _to(value[k], device) for k in value.keys()}  # noqa: SIM118 - BatchEncoding is no dict
     if isinstance(value, (list, tuple)):
         return type(value)(_to(v, device) for v in value)
     return value
 
 
 def trace(module: nn.Module, args: tuple = (), kwargs: dict | None = None, real: bool = False) -> Trace:
-    """One forward of `module(*args, **kwargs)` recording first uses and input shapes.
+    """One forward of `module(*args, **kwargs)` recording first uses, module spans, input shapes.
 
-    Shape-only unless `real`; a shape-only pass that fails is retried for real. The module's
-    train/eval flags are restored afterwards.
+    Shape-only unless `real`; a shape-only pass that fails is retried for real. A module built
+    on the meta device whose forward needs values gives an empty trace (blocks then follow
+    registration order; only shape-only builds such as the picker's parameter counts do that).
+    The train/eval flags are restored afterwards.
     """
     kwargs = kwargs or {}
     modes = [(m, m.training) for m in module.modules()]
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def record(path: str) -> Callable:
-        def hook(_module: nn.Module, hook_args: tuple) -> None:
-            if path not in shapes and hook_args and isinstance(hook_args[0], torch.Tensor):
-                shapes[path] = tuple(hook_args[0].shape)
-
-        return hook
-
-    handles = [m.register_forward_pre_hook(record(p)) for p, m in module.named_modules()
-               if any(True for _ in m.parameters(recurse=False))]  # fmt: skip
+    rec = _Recorder()
+    handles = []
+    for path, m in module.named_modules():
+        handles += [m.register_forward_pre_hook(rec.before(path, m)), m.register_forward_hook(rec.after(path))]
     module.eval()
     try:
-        if not real and _module_device(module).type != "meta":
-            try:
-                return _shape_only(module, args, kwargs, shapes)
-            except Exception:  # noqa: BLE001 - any failure of the cheap pass: do it for real
-                shapes.clear()
         device = _module_device(module)
-        params = {id(p): id(p) for p in module.parameters()}
-        mode = _FirstUse(params)
+        if not real and device.type != "meta":
+            try:
+                return _shape_only(module, args, kwargs, rec)
+            except Exception:  # noqa: BLE001 - any failure of the cheap pass: do it for real
+                rec.clear()
+        rec.mode = _FirstUse({id(p): id(p) for p in module.parameters()})
         try:
-            with torch.no_grad(), mode:
+            with torch.no_grad(), rec.mode:
                 out = module(*_to(args, device), **_to(kwargs, device))
         except Exception:
             if device.type != "meta":
                 raise
-            # a module built on the meta device (shapes only, e.g. the picker's parameter counts)
-            # whose forward needs values: no forward order; blocks follow registration order
-            return Trace({}, {}, None, shape_only=True)
-        return Trace(mode.first, dict(shapes), out, shape_only=device.type == "meta")
+            return Trace({}, {})
+        return rec.result(out)
     finally:
         for h in handles:
             h.remove()
@@ -128,7 +122,44 @@ def trace(module: nn.Module, args: tuple = (), kwargs: dict | None = None, real:
             m.training = training
 
 
-def _shape_only(module: nn.Module, args: tuple, kwargs: dict, shapes: dict) -> Trace:
+class _Recorder:
+    """Forward hooks: each module's first span and, for modules with parameters, first input shape."""
+
+    def __init__(self) -> None:
+        self.mode: _FirstUse | None = None
+        self.clear()
+
+    def clear(self) -> None:
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.starts: dict[str, int] = {}
+        self.spans: dict[str, tuple[int, int]] = {}
+
+    def _now(self) -> int:
+        return len(self.mode.first) if self.mode is not None else 0
+
+    def before(self, path: str, module: nn.Module) -> Callable:
+        has_params = any(True for _ in module.parameters(recurse=False))
+
+        def hook(_module: nn.Module, args: tuple) -> None:
+            if path not in self.starts:
+                self.starts[path] = self._now()
+                if has_params and args and isinstance(args[0], torch.Tensor):
+                    self.shapes[path] = tuple(args[0].shape)
+
+        return hook
+
+    def after(self, path: str) -> Callable:
+        def hook(_module: nn.Module, _args: tuple, _out: Any) -> None:
+            if path not in self.spans and path in self.starts:
+                self.spans[path] = (self.starts[path], self._now())
+
+        return hook
+
+    def result(self, out: Any) -> Trace:
+        return Trace(dict(self.mode.first), dict(self.shapes), dict(self.spans), out)
+
+
+def _shape_only(module: nn.Module, args: tuple, kwargs: dict, rec: _Recorder) -> Trace:
     """The forward with meta-device stand-ins for every parameter and buffer, swapped in and back.
 
     (torch.func.functional_call would do this, but it leaves the stand-ins in place in a module
@@ -151,10 +182,10 @@ def _shape_only(module: nn.Module, args: tuple, kwargs: dict, shapes: dict) -> T
                         made[id(value)] = stand_in
                     saved.append((table, name, value))
                     table[name] = made[id(value)]
-        mode = _FirstUse(watched)
-        with torch.no_grad(), mode:
+        rec.mode = _FirstUse(watched)
+        with torch.no_grad(), rec.mode:
             out = module(*_to(args, "meta"), **_to(kwargs, "meta"))
-        return Trace(mode.first, dict(shapes), out, shape_only=True)
+        return rec.result(out)
     finally:
         for table, name, value in reversed(saved):
             table[name] = value
@@ -209,8 +240,8 @@ def arrange(
 
     # 1. a parameter listed in several units stays in the one used first in the forward
     candidates = [u for u in units if u.params]
-    for u in candidates:
-        u._ids = {id(p) for p in u.params} - head_ids
+    for u in candidates:  # (a description read before the classifier was replaced names its old weights)
+        u._ids = {id(p) for p in u.params if id(p) in canonical} - head_ids
     when = {id(u): _when(u, traced, position) for u in candidates}
     taken: set[int] = set()
     for u in sorted(candidates, key=lambda u: when[id(u)]):
@@ -224,6 +255,7 @@ def arrange(
     units = [u for u in candidates if u._ids]
     for u in units:
         when[id(u)] = _when(u, traced, position)
+    _check_head_last(head_ids, taken, traced, canonical)
 
     # 2. forward order; units never used keep their place after the unit registered before them
     used = sorted((u for u in units if when[id(u)][0] < math.inf), key=lambda u: when[id(u)])
@@ -248,6 +280,18 @@ def arrange(
         else:
             out.append(u)
     return _named(module, out, head_ids, canonical, strip)
+
+
+def _check_head_last(head: set[int], body: set[int], traced: Trace, canonical: dict[int, str]) -> None:
+    """The classifier must be the last layer with parameters: the model's output is its output."""
+    start = min((traced.first_use.get(pid, math.inf) for pid in head), default=math.inf)
+    later = [pid for pid in body if traced.first_use.get(pid, -1) > start]
+    if later:
+        raise ConfigError(
+            f"Block discovery failed: {canonical[later[0]]!r} (and {len(later) - 1} more) run after the "
+            f"classifier {canonical[next(iter(head))]!r}, so the classifier's output is not the model's "
+            "output (an auxiliary head, or layers after the classifier) and it cannot be given a new head."
+        )
 
 
 def _when(u: Unit, traced: Trace, position: dict[int, int]) -> tuple[float, int]:

@@ -63,7 +63,7 @@ def assemble(module: nn.Module, tokenizer: Any, *, name: str, num_classes: int, 
     # the model's forward decides which tokenizer outputs it takes (DistilBERT: no token_type_ids)
     accepted = accepted_inputs(module)
     tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n in accepted]
-    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [_limit(config), getattr(tokenizer, "model_max_length", None)]
     cap = min([int(v) for v in limits if isinstance(v, int) and 0 < v < 1_000_000] or [512])
     if max_length is not None and max_length > cap:
         raise ConfigError(f"max_length={max_length} is above what {name!r} can take ({cap} tokens); use at most {cap}.")
@@ -75,7 +75,7 @@ def assemble(module: nn.Module, tokenizer: Any, *, name: str, num_classes: int, 
     try:
         # a real forward: tiny, and transformers' attention masks read values (a meta pass fails)
         traced = trace(module, kwargs=dict(pre(DUMMY_TEXTS)), real=True)
-    except Exception as err:  # noqa: BLE001 - the library's own message, with the model's name
+    except Exception as err:  # the library's own message, with the model's name
         raise ConfigError(f"{name} cannot run on tokenized text ({pt._one_line(err)}).") from err
     per_token = len(traced.input_shapes.get(head_path + ".1", ())) == 3
     select = None
@@ -100,6 +100,14 @@ def assemble(module: nn.Module, tokenizer: Any, *, name: str, num_classes: int, 
         select=select, options={"max_length": pre.max_length, "granularity": granularity,
                                 "head_dropout": head_dropout(module.get_submodule(head_path))},
     )  # fmt: skip
+
+
+def _limit(config: Any) -> int | None:
+    """The longest input the architecture takes (XLNet has no limit and raises when asked)."""
+    try:
+        return getattr(config, "max_position_embeddings", None)
+    except NotImplementedError:
+        return None
 
 
 def _classifier(module: nn.Module, base_path: str) -> str:
@@ -189,7 +197,12 @@ def _unsupported(name: str, err: Exception) -> ConfigError:
 def _pretrained(info: BackboneInfo, repo: str, num_classes: int,
                 modes: tuple[str, ...] | None) -> tuple[nn.Module, Any, bool, list[str]]:  # fmt: skip
     """Checkpoint weights + tokenizer; returns (module, tokenizer, head kept?, notes)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     from .pooling import SentenceClassifier
 
@@ -221,7 +234,12 @@ def _random(info: BackboneInfo, repo: str, num_classes: int,
             modes: tuple[str, ...] | None) -> tuple[nn.Module, Any, list[str]]:  # fmt: skip
     """Random init from the architecture's config; registry names need no hub for it."""
     import transformers
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     from .pooling import SentenceClassifier
 

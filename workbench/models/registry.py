@@ -78,6 +78,11 @@ def list_backbones(kind: str | None = None, *, library: str | None = None, patte
 
 def resolve(name: str) -> BackboneInfo:
     """The registry entry for `name`, or one made for a "torchvision:" / "timm:" / "hf:" name."""
+    if isinstance(name, torch.nn.Module):
+        raise ConfigError(
+            f"load_backbone takes a backbone name; for your own {type(name).__name__} use "
+            "wb.Model.from_module(module, num_classes=..., kind='image', preprocess=...)."
+        )
     if not isinstance(name, str):
         raise ConfigError(f"Backbone name must be a string, got {type(name).__name__}. See wb.list_backbones().")
     for prefix, library, kind in PREFIXES:

@@ -10,6 +10,7 @@ widths (crossvit) they become `ParallelHeads`; either way checked on a dummy inp
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +19,16 @@ from torch import nn
 
 from ..errors import ConfigError, suggest
 from . import pretrained as pt
-from .blocks import timm_units
-from .common import BackboneInfo, check_image_size, image_model, path_of, smallest_holding
-from .discovery import arrange, trace
+from .blocks import feature_units, generic_units, timm_units
+from .common import (
+    BackboneInfo,
+    check_image_size,
+    image_model,
+    path_of,
+    smallest_holding,
+    trace_image,
+)
+from .discovery import Trace, Unit, arrange
 from .heads import ParallelHeads, is_pointwise_conv, replace_classifier, set_module
 from .model import ImagePreprocess, Model
 
@@ -41,13 +49,19 @@ def build_timm(info: BackboneInfo, num_classes: int, pretrained: bool, *, image_
     kwargs: dict[str, Any] = {}
     if image_size is not None and cfg is not None and cfg.fixed_input_size:
         kwargs["img_size"] = image_size  # ViT-style models size their position embeddings here
+    with torch.device("meta"):  # the structure, for free
+        probe = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
+    if getattr(probe, "aux_head", None) is not None and "use_aux_head" in inspect.signature(type(probe).__init__).parameters:
+        # volo's token-labelling head scores every token and adds their max to the logits: the
+        # classifier is the class token's head alone (no vector to cache holds the aux term)
+        kwargs["use_aux_head"] = False
     if image_size is not None and image_size != default:
-        with torch.device("meta"):
-            probe = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
-        patch = getattr(getattr(probe, "patch_embed", None), "patch_size", None)
-        patch = patch[0] if isinstance(patch, (tuple, list)) else patch
+        patch = _patch_stride(probe)
         if patch and image_size % patch:
-            raise ConfigError(f"image_size={image_size} is not valid for {info.name!r}: use a multiple of its patch size {patch}.")
+            raise ConfigError(
+                f"image_size={image_size} is not valid for {info.name!r}: use a multiple of its patch size {patch} "
+                f"(e.g. {max(patch, image_size // patch * patch)})."
+            )
         check_image_size(info.name, lambda: timm.create_model(arch, num_classes=num_classes, **kwargs), image_size, default)
 
     def create(weights: bool) -> nn.Module:
@@ -67,21 +81,33 @@ def build_timm(info: BackboneInfo, num_classes: int, pretrained: bool, *, image_
         module = create(False)
         source = f"random init (timm {arch} architecture)"
     size = image_size or default
+    groups = timm_groups(module, granularity)  # before the head changes: timm's matchers expect their own
     head_path, head_note, pooled = timm_head(module, info.name, num_classes, head_dropout, keep, size)
+    if kwargs.get("use_aux_head") is False:
+        head_note += "; its auxiliary token-labelling head left out"
     data = resolve_data_config({}, model=module)
     mean, std = (pt.LITE0_MEAN, pt.LITE0_STD) if info.bundled else (tuple(data["mean"]), tuple(data["std"]))
     pre = ImagePreprocess(
         size=size, mean=mean, std=std, interpolation=data.get("interpolation", "bicubic"),
         crop_pct=float(data.get("crop_pct", 0.875)),
     )  # fmt: skip
-    blocks = timm_blocks(module, head_path, granularity, size)
+    head_path, blocks = timm_blocks(module, head_path, granularity, size, groups)
     return image_model(info, module, head_path, blocks, pre, f"{source}; {head_note}", num_classes, granularity,
                        pooled=pooled)  # fmt: skip
 
 
+def _patch_stride(model: nn.Module) -> int | None:
+    """The step of a patch embedding (its stride: pvt_v2 has 7-pixel patches every 4 pixels)."""
+    proj = getattr(getattr(model, "patch_embed", None), "proj", None)
+    stride = getattr(proj, "stride", None)
+    if stride is None:
+        return None
+    return int(stride[0] if isinstance(stride, (tuple, list)) else stride)
+
+
 def is_timm_model(module: nn.Module) -> bool:
     """timm's classifiers describe themselves: a classifier, pooled features and parameter groups."""
-    return all(hasattr(module, a) for a in ("get_classifier", "forward_features", "forward_head", "group_matcher"))
+    return all(hasattr(module, a) for a in ("get_classifier", "forward_features", "forward_head"))
 
 
 def timm_head(module: nn.Module, name: str, num_classes: int, dropout: float, keep: bool,
@@ -101,9 +127,15 @@ def timm_head(module: nn.Module, name: str, num_classes: int, dropout: float, ke
     if any(isinstance(p, nn.ModuleList) for p in parts):
         raise ConfigError(f"timm model {name!r} has several lists of classifiers; choose another model of its family.")
     paths = [path_of(module, p) for p in parts]
-    linears = [_classifier_in(module, p) for p in paths]
-    notes = [replace_classifier(module, lin, num_classes, dropout, keep and len(parts) == 1) for lin in linears]
+    named = getattr(module, "pretrained_cfg", {}).get("classifier")
+    named = [named] if isinstance(named, str) else list(named or ())
+    inside = [n for n in named if _is_classifier(module, n) and any(n == p or n.startswith(p + ".") for p in paths)]
+    linears = inside if len(inside) >= len(parts) else [_classifier_in(module, p) for p in paths]
+    keep = keep and len(linears) == 1
+    notes = [replace_classifier(module, lin, num_classes, dropout, keep) for lin in linears]
     note = notes[0]
+    if len(linears) > len(parts):  # e.g. repvit: one classifier module holding a head and a distilled head
+        note = note.replace("new random head", f"{len(linears)} new heads averaged by {type(parts[0]).__name__}", 1)
 
     def pooled(x: torch.Tensor) -> torch.Tensor:
         return module.forward_head(module.forward_features(x), pre_logits=True)
@@ -123,6 +155,14 @@ def timm_head(module: nn.Module, name: str, num_classes: int, dropout: float, ke
         raise ConfigError(f"timm model {name!r} has {len(parts)} classifiers of different widths; choose another model.")
     _check_heads(module, name, head_path, pooled, size)
     return head_path, note.replace("new random head", how, 1), pooled
+
+
+def _is_classifier(module: nn.Module, path: str) -> bool:
+    try:
+        sub = module.get_submodule(path)
+    except AttributeError:
+        return False
+    return isinstance(sub, nn.Linear) or is_pointwise_conv(sub)
 
 
 def _classifier_in(module: nn.Module, path: str) -> str:
@@ -157,8 +197,60 @@ def _check_heads(module: nn.Module, name: str, head_path: str, pooled: Callable,
         )
 
 
-def timm_blocks(module: nn.Module, head_path: str, granularity: str, size: int) -> dict[str, tuple[str, ...]]:
-    """Blocks of a timm model: its parameter groups, in forward order, the classifier(s) as head."""
-    traced = trace(module, (torch.zeros(1, 3, size, size),))
+def timm_groups(module: nn.Module, granularity: str) -> list[Unit] | None:
+    """timm's parameter groups, read before the classifier is replaced (inception_v3's matcher
+    expects `fc` to be a single layer); None when the model describes none (or, like RDNet, not at
+    this granularity)."""
+    if not hasattr(module, "group_matcher"):
+        return None
+    try:
+        return timm_units(module, granularity)
+    except (AssertionError, NotImplementedError):  # "coarse grouping is not implemented for RDNet"
+        return None
+
+
+def timm_blocks(module: nn.Module, head_path: str, granularity: str, size: int,
+                groups: list[Unit] | None) -> tuple[str, dict[str, tuple[str, ...]]]:  # fmt: skip
+    """(head path, blocks) of a timm model: its parameter groups in forward order, the classifier
+    as head. Without groups (poolformer, pit): its feature stages (feature_info), else the module
+    tree. The head grows to the module around it when the pooled features skip part of it (shvit's
+    classifier is a BatchNorm + Linear; get_classifier() names the Linear)."""
+    traced = trace_image(module, size, type(module).__name__)
+    head_path = _cached_head(module, head_path, size, traced)
     head = list(module.get_submodule(head_path).parameters())
-    return arrange(module, timm_units(module, granularity), head, traced)
+    ids = {id(p) for p in head}
+    units = groups or feature_units(module, ids, traced) or generic_units(module, ids, traced, granularity)
+    return head_path, arrange(module, units, head, traced)
+
+
+class _CachedPath(nn.Module):
+    """What the frozen-feature path computes: the head on timm's pooled vectors."""
+
+    def __init__(self, model: nn.Module, head_path: str) -> None:
+        super().__init__()
+        self.model, self.head_path = model, head_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return self.model.get_submodule(self.head_path)(pooled)
+
+
+def _cached_head(module: nn.Module, head_path: str, size: int, full: Trace) -> str:
+    """The head path whose output, on timm's pooled vectors, uses every parameter the model's own
+    forward uses after them; else ConfigError (efficientvim mixes its four classifiers with learned
+    weights that no head module holds)."""
+    for _ in range(2):
+        cached = trace_image(_CachedPath(module, head_path), size, type(module).__name__)
+        missing = {id(p): n for n, p in module.named_parameters() if id(p) in full.first_use and id(p) not in cached.first_use}
+        if not missing:
+            return head_path
+        head_ids = {id(p) for p in module.get_submodule(head_path).parameters()}
+        wider = smallest_holding(module, head_path, "", set(missing) | head_ids)
+        if not wider:
+            break
+        head_path = wider
+    raise ConfigError(
+        f"{type(module).__name__}'s output uses {list(missing.values())[:3]} besides its classifier on the pooled "
+        "features (it combines its classifiers' outputs with learned weights, or adds an auxiliary head), so "
+        "a head trained on cached features would not be the model's head; choose another model of its family."
+    )

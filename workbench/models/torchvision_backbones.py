@@ -8,6 +8,7 @@ runs last, the trunk is found by walking down the module tree.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 import torch
@@ -16,9 +17,9 @@ from torch import nn
 from ..errors import ConfigError, suggest
 from . import pretrained as pt
 from .blocks import generic_units
-from .common import BackboneInfo, check_image_size, image_model
-from .discovery import Trace, arrange, owners, trace
-from .heads import is_pointwise_conv, replace_classifier
+from .common import BackboneInfo, check_image_size, image_model, trace_image
+from .discovery import Trace, arrange, owners
+from .heads import is_pointwise_conv, replace_classifier, set_module
 from .model import ImagePreprocess, Model
 
 
@@ -44,10 +45,14 @@ def build_torchvision(info: BackboneInfo, num_classes: int, pretrained: bool, *,
     tf = enum.transforms()
     default = int(tf.crop_size[0])
     size = image_size or default
-    with torch.device("meta"):  # the structure, for free: family, patch size, constructor options
-        probe = tvm.get_model(info.source, weights=None)
+    try:
+        with torch.device("meta"), warnings.catch_warnings():  # the structure, for free: patch size, options
+            warnings.simplefilter("ignore", FutureWarning)  # googlenet's "init_weights will change"
+            probe = tvm.get_model(info.source, weights=None)
+    except Exception:  # noqa: BLE001 - regnet computes its widths with tensor ops: no meta build
+        probe = None
     kwargs: dict[str, Any] = {}
-    accepted = inspect.signature(type(probe).__init__).parameters
+    accepted = inspect.signature(type(probe).__init__).parameters if probe is not None else {}
     if "aux_logits" in accepted:
         kwargs["aux_logits"] = False  # GoogLeNet / Inception: auxiliary heads only in training, as tuples
     if "transform_input" in accepted:
@@ -77,9 +82,10 @@ def build_torchvision(info: BackboneInfo, num_classes: int, pretrained: bool, *,
         module.load_state_dict({k: v for k, v in state.items() if k in own or not k.startswith("aux")})
     else:
         source = f"random init (torchvision {info.source} architecture)"
-    traced = trace(module, (torch.zeros(1, 3, size, size),))
-    head_path = find_classifier(module, traced, info.name)
-    head_note = replace_classifier(module, head_path, num_classes, head_dropout, keep=pretrained)
+    traced = trace_image(module, size, info.name)
+    head_path, rewritten = find_classifier(module, traced, info.name)
+    head_note = replace_classifier(module, head_path, num_classes, head_dropout, keep=pretrained and not rewritten)
+    head_note += rewritten
     pre = ImagePreprocess(
         size=size, mean=tuple(tf.mean), std=tuple(tf.std), interpolation=tf.interpolation.value,
         crop_pct=round(tf.crop_size[0] / tf.resize_size[0], 4),
@@ -88,17 +94,28 @@ def build_torchvision(info: BackboneInfo, num_classes: int, pretrained: bool, *,
     return image_model(info, module, head_path, blocks, pre, f"{source}; {head_note}", num_classes, granularity)
 
 
-def find_classifier(module: nn.Module, traced: Trace, name: str) -> str:
+def find_classifier(module: nn.Module, traced: Trace, name: str) -> tuple[str, str]:
     """Path of the classifier: the layer whose parameters the forward uses last, when it is a Linear
-    on one vector per example (or a 1x1 convolution on a pooled map)."""
+    on one vector per example (or a 1x1 convolution on a pooled map). A 1x1-convolution classifier
+    over a whole feature map followed by parameter-free layers (SqueezeNet: conv, ReLU, average
+    pool) becomes global average pooling + Linear. Returns (path, a note for `weights` or "")."""
     owner = owners(module)
     used = sorted(traced.first_use.items(), key=lambda kv: kv[1])
     if not used:
         raise ConfigError(f"{name}: the forward uses no parameters, so there is no classifier to replace.")
     paths = {id(m): p for p, m in module.named_modules()}
-    last = owner[used[-1][0]]
-    path = paths[id(last)]
-    return check_classifier(module, path, traced, name)
+    path = paths[id(owner[used[-1][0]])]
+    shape = traced.input_shapes.get(path)
+    parent_path, _, index = path.rpartition(".")
+    parent = module.get_submodule(parent_path) if parent_path else None
+    if is_pointwise_conv(module.get_submodule(path)) and shape and len(shape) == 4 and shape[2:] != (1, 1) \
+            and isinstance(parent, nn.Sequential) and index.isdigit() \
+            and not any(True for m in list(parent)[int(index) + 1 :] for _ in m.parameters()):  # fmt: skip
+        conv = module.get_submodule(path)
+        pooled = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(conv.in_channels, conv.out_channels))
+        set_module(module, parent_path, pooled)
+        return f"{parent_path}.2", "; its 1x1-convolution classifier over the feature map replaced by average pooling + this head"
+    return check_classifier(module, path, traced, name), ""
 
 
 def check_classifier(module: nn.Module, path: str, traced: Trace, name: str, hint: str = "") -> str:
