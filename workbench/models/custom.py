@@ -79,6 +79,13 @@ def _image(module: nn.Module, num_classes: int, pre: ImagePreprocess | None, hea
     from .torchvision_backbones import check_classifier, find_classifier, generic_blocks
 
     assumed = ""
+    if pre is None and is_timm_model(module) and getattr(module, "pretrained_cfg", None):
+        from timm.data import resolve_data_config
+
+        data = resolve_data_config({}, model=module)
+        pre = ImagePreprocess(size=int(data["input_size"][-1]), mean=tuple(data["mean"]), std=tuple(data["std"]),
+                              interpolation=data.get("interpolation", "bicubic"), crop_pct=float(data.get("crop_pct", 0.875)))  # fmt: skip
+        assumed = f"; preprocessing from its timm data config ({pre.size} px)"
     if pre is None:
         size, traced = _find_size(module, name)
         pre = ImagePreprocess(size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -91,14 +98,20 @@ def _image(module: nn.Module, num_classes: int, pre: ImagePreprocess | None, hea
         head_path, note, pooled = timm_head(module, name, num_classes, dropout, True, pre.size)
         head_path, blocks = timm_blocks(module, head_path, granularity, pre.size, groups)
     else:
-        hint = " Pass head='<path of the final Linear>' to from_module."
+        linears = [p for p, m in module.named_modules() if isinstance(m, nn.Linear)]
+        if head:
+            hint = " Name an nn.Linear (or a 1x1 Conv2d on a pooled map) as head=." + (
+                f" Linear layers in it: {', '.join(linears[-4:])}." if linears else "")
+        else:
+            hint = f" Pass head='<path of the final Linear>' to from_module, e.g. head={(linears or ['fc'])[-1]!r}."
         rewritten = ""
         if head:
             head_path = check_classifier(module, head, traced, name, hint)
         else:
-            head_path, rewritten = find_classifier(module, traced, name)
+            head_path, rewritten = find_classifier(module, traced, name, hint)
         note = replace_classifier(module, head_path, num_classes, dropout, keep=not rewritten) + rewritten
         blocks = generic_blocks(module, head_path, granularity, traced)
+    note = note.replace("pretrained", "your", 1)
     model = Model(
         name=name, kind="image", num_classes=num_classes, module=module, head_path=head_path, block_params=blocks,
         preprocess=pre, weights=f"your module ({type(module).__name__}, its weights as given); {note}{assumed}",
@@ -138,6 +151,7 @@ def _text(module: nn.Module, tokenizer: Any, num_classes: int, max_length: int |
     model = assemble(module, tokenizer, name=name, num_classes=num_classes, max_length=max_length,
                      granularity=granularity, dropout=dropout, keep=True, library="module", head=head,
                      notes=[f"your module ({type(module).__name__}, its weights as given)"])  # fmt: skip
+    model.weights = model.weights.replace("pretrained", "your", 1)  # "your 3-class head kept"
     _check_cached_path(model, model.preprocess(["a", "a longer text, so that the batch is padded"]))
     return model
 

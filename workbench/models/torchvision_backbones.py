@@ -94,7 +94,7 @@ def build_torchvision(info: BackboneInfo, num_classes: int, pretrained: bool, *,
     return image_model(info, module, head_path, blocks, pre, f"{source}; {head_note}", num_classes, granularity)
 
 
-def find_classifier(module: nn.Module, traced: Trace, name: str) -> tuple[str, str]:
+def find_classifier(module: nn.Module, traced: Trace, name: str, hint: str = "") -> tuple[str, str]:
     """Path of the classifier: the layer whose parameters the forward uses last, when it is a Linear
     on one vector per example (or a 1x1 convolution on a pooled map). A 1x1-convolution classifier
     over a whole feature map followed by parameter-free layers (SqueezeNet: conv, ReLU, average
@@ -102,7 +102,7 @@ def find_classifier(module: nn.Module, traced: Trace, name: str) -> tuple[str, s
     owner = owners(module)
     used = sorted(traced.first_use.items(), key=lambda kv: kv[1])
     if not used:
-        raise ConfigError(f"{name}: the forward uses no parameters, so there is no classifier to replace.")
+        raise ConfigError(f"{name}: the forward uses no parameters, so there is no classifier to replace.{hint}")
     paths = {id(m): p for p, m in module.named_modules()}
     path = paths[id(owner[used[-1][0]])]
     shape = traced.input_shapes.get(path)
@@ -115,7 +115,7 @@ def find_classifier(module: nn.Module, traced: Trace, name: str) -> tuple[str, s
         pooled = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(conv.in_channels, conv.out_channels))
         set_module(module, parent_path, pooled)
         return f"{parent_path}.2", "; its 1x1-convolution classifier over the feature map replaced by average pooling + this head"
-    return check_classifier(module, path, traced, name), ""
+    return check_classifier(module, path, traced, name, hint), ""
 
 
 def check_classifier(module: nn.Module, path: str, traced: Trace, name: str, hint: str = "") -> str:
