@@ -73,8 +73,11 @@ def assemble(module: nn.Module, tokenizer: Any, *, name: str, num_classes: int, 
     head_note = head_note.replace("random head", "random classification head")
     pre = TextPreprocess(tokenizer, max_length or min(DEFAULT_MAX_LENGTH, cap))
     try:
-        # a real forward: tiny, and transformers' attention masks read values (a meta pass fails)
-        traced = trace(module, kwargs=dict(pre(DUMMY_TEXTS)), real=True)
+        # shape-only without the attention mask (transformers reads the mask's values to build
+        # attention masks: a meta pass fails on it); a real forward where values are needed (T5's
+        # end-of-sequence check)
+        dummy = {k: v for k, v in pre(DUMMY_TEXTS).items() if k != "attention_mask"}
+        traced = trace(module, kwargs=dummy)
     except Exception as err:  # the library's own message, with the model's name
         raise ConfigError(f"{name} cannot run on tokenized text ({pt._one_line(err)}).") from err
     per_token = len(traced.input_shapes.get(head_path + ".1", ())) == 3

@@ -28,7 +28,7 @@ from .common import (
     smallest_holding,
     trace_image,
 )
-from .discovery import Trace, Unit, arrange
+from .discovery import Trace, Unit, arrange, trace
 from .heads import ParallelHeads, is_pointwise_conv, replace_classifier, set_module
 from .model import ImagePreprocess, Model
 
@@ -49,8 +49,10 @@ def build_timm(info: BackboneInfo, num_classes: int, pretrained: bool, *, image_
     kwargs: dict[str, Any] = {}
     if image_size is not None and cfg is not None and cfg.fixed_input_size:
         kwargs["img_size"] = image_size  # ViT-style models size their position embeddings here
-    with torch.device("meta"):  # the structure, for free
-        probe = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
+    probe = None
+    if (cfg is not None and not isinstance(cfg.classifier, str)) or (image_size is not None and image_size != default):
+        with torch.device("meta"):  # the structure, for free
+            probe = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
     if getattr(probe, "aux_head", None) is not None and "use_aux_head" in inspect.signature(type(probe).__init__).parameters:
         # volo's token-labelling head scores every token and adds their max to the logits: the
         # classifier is the class token's head alone (no vector to cache holds the aux term)
@@ -215,33 +217,50 @@ def timm_blocks(module: nn.Module, head_path: str, granularity: str, size: int,
     as head. Without groups (poolformer, pit): its feature stages (feature_info), else the module
     tree. The head grows to the module around it when the pooled features skip part of it (shvit's
     classifier is a BatchNorm + Linear; get_classifier() names the Linear)."""
-    traced = trace_image(module, size, type(module).__name__)
-    head_path = _cached_head(module, head_path, size, traced)
+    full = _Forward(module)
+    traced = trace_image(full, size, type(module).__name__)
+    used_by_features = traced.spans.get("marker", (0, 0))[0]
+    traced.spans = {k[6:]: v for k, v in traced.spans.items() if k.startswith("model.")}
+    head_path = _cached_head(module, head_path, full.features, traced, used_by_features)
     head = list(module.get_submodule(head_path).parameters())
     ids = {id(p) for p in head}
     units = groups or feature_units(module, ids, traced) or generic_units(module, ids, traced, granularity)
     return head_path, arrange(module, units, head, traced)
 
 
+class _Forward(nn.Module):
+    """A timm model's forward, keeping what forward_features returned (for `_cached_head`)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.features = model, None
+        self.marker = nn.Identity()  # its span says how many parameters forward_features used
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.features = self.marker(self.model.forward_features(x))
+        return self.model.forward_head(self.features)
+
+
 class _CachedPath(nn.Module):
-    """What the frozen-feature path computes: the head on timm's pooled vectors."""
+    """What the frozen-feature path computes from the features: the head on timm's pooled vectors."""
 
     def __init__(self, model: nn.Module, head_path: str) -> None:
         super().__init__()
         self.model, self.head_path = model, head_path
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+    def forward(self, features: Any) -> torch.Tensor:
+        pooled = self.model.forward_head(features, pre_logits=True)
         return self.model.get_submodule(self.head_path)(pooled)
 
 
-def _cached_head(module: nn.Module, head_path: str, size: int, full: Trace) -> str:
+def _cached_head(module: nn.Module, head_path: str, features: Any, full: Trace, used_by_features: int) -> str:
     """The head path whose output, on timm's pooled vectors, uses every parameter the model's own
-    forward uses after them; else ConfigError (efficientvim mixes its four classifiers with learned
-    weights that no head module holds)."""
+    forward uses after its features; else ConfigError (efficientvim mixes its four classifiers
+    with learned weights that no head module holds)."""
+    after = {id(p): n for n, p in module.named_parameters() if id(p) in full.first_use}
     for _ in range(2):
-        cached = trace_image(_CachedPath(module, head_path), size, type(module).__name__)
-        missing = {id(p): n for n, p in module.named_parameters() if id(p) in full.first_use and id(p) not in cached.first_use}
+        cached = trace(_CachedPath(module, head_path), (features,))
+        missing = {i: n for i, n in after.items() if i not in cached.first_use and full.first_use[i] >= used_by_features}
         if not missing:
             return head_path
         head_ids = {id(p) for p in module.get_submodule(head_path).parameters()}
