@@ -26,7 +26,7 @@ def features_and_logits(model, inputs):
 def test_minilm_classifies_from_the_mean_its_config_names():
     model = load_backbone("minilm-l6", 3)
     assert model.pooling == "mean" and isinstance(model.module, SentenceClassifier)
-    assert "pooling: mean (mean of the token vectors (padding left out); the checkpoint's sentence-transformers config)" \
+    assert "pooling: mean (mean of the token vectors, padding left out; the checkpoint's sentence-transformers config)" \
         in model.summary()  # fmt: skip
     assert not any("pooler" in n for n, _ in model.module.named_parameters())  # BERT's untuned pooler left out
     enc = model.preprocess(TEXTS)

@@ -40,9 +40,9 @@ _ST_STRING = {"cls": "cls", "max": "max", "mean": "mean", "mean_sqrt_len_tokens"
               "weightedmean": "weighted-mean", "lasttoken": "last-token"}  # fmt: skip
 
 DESCRIBE = {
-    "mean": "mean of the token vectors (padding left out)",
+    "mean": "mean of the token vectors, padding left out",
     "cls": "the first token's vector",
-    "max": "per-dimension max over the tokens (padding left out)",
+    "max": "per-dimension max over the tokens, padding left out",
     "mean-sqrt-len": "sum of the token vectors / sqrt(number of tokens)",
     "weighted-mean": "position-weighted mean of the token vectors",
     "last-token": "the last non-padding token's vector",
