@@ -125,6 +125,8 @@ def test_vit_pretrained_at_a_small_size_interpolates_position_embeddings(monkeyp
     ("resnet18", {"image_size": 48, "head_dropout": 0.25}),
     ("efficientnet_lite0", {"granularity": "blocks"}),
     ("minilm-l6", {"max_length": 32}),
+    ("torchvision:mnasnet0_5", {"image_size": 32, "granularity": "blocks"}),
+    ("timm:shvit_s1", {"image_size": 32, "head_dropout": 0.3}),  # its head is timm's BatchNorm + our Head
 ])  # fmt: skip
 def test_options_rebuild_the_same_architecture(name, kwargs):
     import json

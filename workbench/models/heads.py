@@ -92,6 +92,8 @@ def replace_classifier(root: nn.Module, path: str, num_classes: int, dropout: fl
 
 
 def head_dropout(head: nn.Module) -> float:
-    """The dropout rate in front of the head's Linear (0.0 when it has none)."""
-    drops = [m for m in head.modules() if isinstance(m, nn.Dropout)]
+    """The dropout rate in front of the head's Linear: our Head's (a library classifier around it,
+    such as timm's NormLinear, may hold a Dropout of its own), else the first; 0.0 when none."""
+    ours = [h[0] for h in head.modules() if isinstance(h, Head)]
+    drops = ours or [m for m in head.modules() if isinstance(m, nn.Dropout)]
     return float(drops[0].p) if drops else 0.0
