@@ -149,3 +149,54 @@ def test_registry_text_names_build_offline_with_pretrained_false(no_network):
     enc = model.preprocess(["offline is fine"])
     assert "token_type_ids" not in enc  # DistilBERT's forward takes none
     assert model.logits(enc).shape == (1, 4)
+
+
+# ----------------------------------------------------------------------- names beyond the registry
+@pytest.mark.parametrize("name,fragments", [
+    ("torchvision:resnet999", ["torchvision has no classification model 'resnet999'", "Did you mean", "library='torchvision'"]),
+    ("torchvision:", ["names no model", "torchvision:resnet101"]),
+    ("resnet101", ["'resnet101' is a library model", "'torchvision:resnet101'", "'timm:resnet101'"]),
+    ("timm:convnext_atom", ["timm has no model 'convnext_atom'", "Did you mean", "'convnext_atto'"]),
+])  # fmt: skip
+def test_library_names_are_checked_with_suggestions(name, fragments):
+    with pytest.raises(ConfigError) as info:
+        load_backbone(name, 3, pretrained=False)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_list_backbones_lists_every_library_model_by_loadable_name():
+    tv = list_backbones(library="torchvision")
+    assert len(tv) == 80 and "torchvision:resnet101" in tv and "torchvision:squeezenet1_0" in tv
+    assert list_backbones("image", library="timm", pattern="convnext_at*") == ["timm:convnext_atto", "timm:convnext_atto_ols",
+                                                                             "timm:convnext_atto_rms"]  # fmt: skip
+    assert list_backbones("text", library="timm") == []
+    assert list_backbones(library="transformers") == list_backbones("text")
+    with pytest.raises(ConfigError, match="Unknown library 'tim'.*Did you mean: 'timm'"):
+        list_backbones(library="tim")
+
+
+def test_library_and_rebuildable_say_how_a_model_comes_back():
+    for name, library in [("resnet18", "torchvision"), ("timm:test_vit", "timm"), ("minilm-l6", "transformers")]:
+        kwargs = {} if library == "transformers" else {"image_size": 32}
+        model = load_backbone(name, 3, pretrained=False, **kwargs)
+        assert model.library == library and model.rebuildable
+
+
+def test_an_image_size_that_does_not_fit_suggests_sizes_that_do():
+    with pytest.raises(ConfigError) as info:
+        load_backbone("timm:efficientformer_l1", 3, pretrained=False, image_size=64)
+    assert "image_size=64 is not valid" in str(info.value) and "e.g. 224" in str(info.value)
+    model = load_backbone("timm:pvt_v2_b0", 3, pretrained=False, image_size=64)  # 7 px patches every 4 px
+    assert model.preprocess.size == 64
+
+
+def test_a_vision_checkpoint_folder_is_not_a_text_backbone(tmp_path):
+    from transformers import ViTConfig
+
+    ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
+    from models.tiny_text import tiny_tokenizer
+
+    tiny_tokenizer().save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="not a text model .* 'timm:<name>' or 'torchvision:<name>'"):
+        load_backbone(f"hf:{tmp_path}", 3, pretrained=False)

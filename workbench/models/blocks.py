@@ -1,241 +1,178 @@
-"""Generic block discovery: stem, stages / layers, head (DESIGN rule 4: discovered, not tabulated).
+"""Each library's description of its structure, as candidate blocks (DESIGN rule 4: discovered, not tabulated).
 
-Each library already describes its models' structure; this module reads that description:
+- timm: ``model.group_matcher(coarse=...)`` consumed by timm's own ``group_with_matcher``, over
+  every name of every parameter (shared modules answer to several names).
+- transformers: every ``nn.ModuleList`` whose element class is in ``_no_split_modules`` (BertLayer;
+  T5Block in both the encoder and the decoder) gives one block per layer; what runs before the
+  first layer is the stem, what runs between or after layers a block of its own.
+- anything else (torchvision, a user's module): the trunk is found by walking down from the root
+  while one child holds more than 3/4 of the layers with parameters (3/5 when it has a single
+  sibling): resnet stops at the root (layer1..4); ViT walks down to encoder.layers; VGG and
+  AlexNet to features. The trunk's children are the
+  blocks; what runs before it is the stem, what runs after it blocks of their own.
 
-- timm: ``model.group_matcher(coarse=...)`` consumed by timm's own ``group_with_matcher``;
-  the classifier is named by ``pretrained_cfg["classifier"]``.
-- torchvision: three families recognised by their attributes, not by model name:
-  ResNet-like (``layer1..N`` + ``fc``), ``features`` + ``classifier`` (MobileNet, EfficientNet,
-  ConvNeXt, ...), ViT (``conv_proj`` + ``encoder.layers`` + ``heads``).
-- transformers: ``model.base_model``; its repeated ``nn.ModuleList`` of layers (element class in
-  ``_no_split_modules`` when the model declares one); embeddings = stem.
-
-All return ``{block name: (parameter names...)}`` in forward order, stem first, "head" last.
-Block names are module paths ("layer1", "features.3", "blocks.6+conv_head+bn2"; for transformers
-relative to the base model: "encoder.layer.0"), except "stem" and "head".
+`discovery.arrange` then orders the candidates by the forward pass and names them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
 
 from ..errors import ConfigError
+from .discovery import Trace, Unit, aliases, owners
 
 GRANULARITIES = ("stages", "blocks")
+TRUNK_SHARE = 0.75  # walk into a child that holds more than this share of the parameterised layers
+PAIR_SHARE = 0.6  # ... or this share when it has one sibling (AlexNet: features 5 convs, classifier 2 Linears)
 
 
-def _under(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
-def _prefix_owners(owner: dict[str, object]) -> dict[str, set]:
-    """Module path -> the set of groups its parameters belong to (one pass over all names)."""
-    out: dict[str, set] = {}
-    for name, key in owner.items():
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):
-            out.setdefault(".".join(parts[:i]), set()).add(key)
-    return out
-
-
-def roots(group: Sequence[str], owner: dict[str, object], spans: dict[str, set] | None = None) -> list[str]:
-    """Highest module paths whose parameters all belong to `group`'s owner, in order of appearance.
-
-    Used to name a group of parameters: ``blocks.6.0.conv_pw.weight`` .. ``bn2.bias`` -> ["blocks.6",
-    "conv_head", "bn2"] when blocks.6, conv_head and bn2 lie wholly in that group.
-    """
-    spans = spans if spans is not None else _prefix_owners(owner)
-    out: list[str] = []
-    for name in group:
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            if len(spans[prefix]) == 1:
-                if prefix not in out:
-                    out.append(prefix)
-                break
-    return out
-
-
-def _name(group: Sequence[str], owner: dict[str, object], spans: dict[str, set], strip: str = "") -> str:
-    parts = roots(group, owner, spans)
-    if strip:
-        parts = [p[len(strip) + 1 :] if p.startswith(strip + ".") else p for p in parts]
-    return "+".join(parts)
-
-
-def split_head(module: nn.Module, groups: list[list[str]], head_path: str, strip: str = "") -> dict[str, tuple[str, ...]]:
-    """Name ordered parameter groups: first "stem", classifier params "head" (last); others by roots.
-
-    Parameters of the head module are taken out of whatever group holds them; what else the last
-    group held (timm's conv_head, a norm) becomes its own block just before the head.
-    """
-    names = [n for n, _ in module.named_parameters()]
-    head = [n for n in names if _under(n, head_path)]
-    if not head:
-        raise ConfigError(f"Block discovery failed: no parameters under the head {head_path!r}.")
-    head_set = set(head)
-    groups = [[n for n in g if n not in head_set] for g in groups]
-    groups = [g for g in groups if g]
-    owner = {n: i for i, g in enumerate(groups) for n in g}
-    owner.update({n: "head" for n in head})
-    spans = _prefix_owners(owner)
-    blocks: dict[str, tuple[str, ...]] = {}
-    for i, g in enumerate(groups):
-        name = "stem" if i == 0 else _name(g, owner, spans, strip)
-        if name in blocks or name == "head":
-            raise ConfigError(f"Block discovery failed: two blocks would be called {name!r}.")
-        blocks[name] = tuple(g)
-    blocks["head"] = tuple(head)
-    return blocks
+def _params(module: nn.Module, exclude: set[int]) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if id(p) not in exclude]
 
 
 # --------------------------------------------------------------------------------------- timm
-def timm_blocks(model: nn.Module, head_path: str, granularity: str) -> dict[str, tuple[str, ...]]:
-    """Blocks of a timm model from its own group_matcher (coarse for "stages", fine for "blocks")."""
+def timm_units(model: nn.Module, granularity: str) -> list[Unit]:
+    """Candidate blocks of a timm model from its group_matcher (coarse for "stages", fine for "blocks")."""
     from timm.models._manipulate import group_with_matcher
 
     matcher = getattr(model, "group_matcher", None)
     if matcher is None:
-        raise ConfigError(
-            f"{type(model).__name__} has no group_matcher(), so its blocks cannot be discovered; "
-            "choose a timm model that defines one (most do)."
-        )
-    grouped = group_with_matcher(model.named_parameters(), matcher(coarse=granularity == "stages"))
-    groups = [list(grouped[k]) for k in sorted(grouped)]
-    return split_head(model, groups, head_path)
+        raise ConfigError(f"{type(model).__name__} has no group_matcher(): use feature_units or generic_units.")
+    named = aliases(model)  # every name: timm's group_parameters would see one per shared parameter
+    grouped = group_with_matcher(named.items(), matcher(coarse=granularity == "stages"))
+    return [Unit([named[n] for n in grouped[k]], role="stem" if i == 0 else "extra") for i, k in enumerate(sorted(grouped))]
 
 
-# -------------------------------------------------------------------------------- torchvision
-def _split_stage(module: nn.Module, path: str, granularity: str) -> list[str]:
-    """A stage's sub-blocks for granularity "blocks": children of a Sequential/ModuleList of >= 2
-    modules of one class (resnet layer1.0, layer1.1); otherwise the stage itself."""
-    stage = module.get_submodule(path)
-    children = list(stage.named_children())
+def feature_units(model: nn.Module, head: set[int], traced: Trace) -> list[Unit] | None:
+    """Stages from timm's ``feature_info`` (the modules whose outputs are feature maps): each stage
+    is what runs after the previous one up to the end of its module (downsampling included); what
+    runs before the first is the stem. None when the model lists none or they did not run."""
+    taps = [f.get("module") for f in getattr(model, "feature_info", None) or () if isinstance(f, dict)]
+    spans = [traced.spans.get(t) for t in taps if t]
+    if not spans or None in spans:
+        return None
+    ends = [b for _, b in spans]
+    units: dict[Any, Unit] = {}
+    top: dict[int, str] = {}
+    for path, p in aliases(model).items():
+        top.setdefault(id(p), path.split(".")[0])
+    for p in _params(model, head):
+        i = traced.first_use.get(id(p))
+        if i is None:
+            key: Any = ("unused", id(p))
+        elif i < spans[0][0]:
+            key = "stem"
+        elif i < ends[-1]:
+            key = sum(e <= i for e in ends)  # the stage whose module ends after it
+        else:
+            key = ("after", top[id(p)])
+        role = "stem" if key == "stem" else "stage" if isinstance(key, int) else "extra"
+        units.setdefault(key, Unit([], role=role)).params.append(p)
+    return list(units.values())
+
+
+# ------------------------------------------------------------------------------- transformers
+def layer_lists(model: nn.Module) -> list[str]:
+    """Paths of the repeated layer lists: ModuleLists whose element class is in `_no_split_modules`
+    (all of them: an encoder-decoder has two); without that declaration (DistilBERT) the
+    ModuleList of one repeated class holding the most parameters."""
+    no_split = set(getattr(model, "_no_split_modules", None) or ())
+    cands = [
+        (path, ml)
+        for path, ml in model.named_modules()
+        if isinstance(ml, nn.ModuleList) and len(ml) > 0 and len({type(c) for c in ml}) == 1
+    ]
+    preferred = [path for path, ml in cands if type(ml[0]).__name__ in no_split]
+    if preferred:
+        return [p for p in preferred if not any(p.startswith(q + ".") for q in preferred)]
+    if not cands:
+        raise ConfigError(f"Block discovery failed: {type(model).__name__} has no repeated layer list.")
+    path, _ = max(cands, key=lambda c: sum(p.numel() for p in c[1].parameters()))
+    return [path]
+
+
+def transformers_units(model: nn.Module, head: set[int], traced: Trace) -> list[Unit]:
+    """One block per transformer layer; the rest split by when it runs: before the first layer ->
+    stem; first used while a layer runs (DeBERTa's shared relative embeddings) -> that layer;
+    between or after layers -> one block per parent module (BART's decoder embeddings; mBART's
+    encoder norm, which then folds into the last encoder layer)."""
+    layers = [(f"{path}.{name}", layer) for path in layer_lists(model) for name, layer in model.get_submodule(path).named_children()]
+    stages = [Unit(_params(layer, head)) for _, layer in layers]
+    spans = [traced.spans.get(path, (math.inf, math.inf)) for path, _ in layers]
+    in_stage = {id(p) for u in stages for p in u.params}
+    parent: dict[int, str] = {}
+    for path, p in aliases(model).items():
+        parent.setdefault(id(p), ".".join(path.split(".")[:-2]))
+    first = min((a for a, _ in spans), default=math.inf)
+    segments: dict[Any, list[nn.Parameter]] = {}
+    for p in _params(model, head | in_stage):
+        t = traced.first_use.get(id(p))
+        inside = next((i for i, (a, b) in enumerate(spans) if t is not None and a <= t < b), None)
+        if inside is not None:
+            stages[inside].params.append(p)
+            continue
+        key: Any = ("unused", id(p)) if t is None else "stem" if t < first else (sum(a <= t for a, _ in spans), parent[id(p)])
+        segments.setdefault(key, []).append(p)
+    return stages + [Unit(ps, role="stem" if key == "stem" else "unused" if key[0] == "unused" else "extra")
+                     for key, ps in segments.items()]  # fmt: skip
+
+
+# ------------------------------------------------------------------------- generic (torchvision, yours)
+def generic_units(model: nn.Module, head: set[int], traced: Trace, granularity: str) -> list[Unit]:
+    """Candidate blocks of any module: the trunk's children, what runs before (stem) and after."""
+    owner = owners(model)
+
+    def layers(m: nn.Module) -> int:
+        return len({id(owner[id(p)]) for p in _params(m, head)})
+
+    def kids(m: nn.Module) -> list[nn.Module]:
+        return [c for c in m.children() if _params(c, head)]
+
+    units: list[Unit] = []
+    node = model
+    while True:
+        direct = [p for p in node.parameters(recurse=False) if id(p) not in head]
+        units += [Unit([p], role="lone") for p in direct]
+        children = kids(node)
+        big = max(children, key=layers, default=None)
+        share = TRUNK_SHARE if len(children) > 2 else PAIR_SHARE
+        if big is None or (len(children) > 1 and layers(big) <= share * layers(node)):
+            break
+        start = traced.when(_params(big, head))
+        units += [Unit(_params(c, head), role="stem" if traced.when(_params(c, head)) < start else "extra")
+                  for c in children if c is not big]  # fmt: skip
+        if not kids(big):  # a single layer holds everything: it is the trunk
+            children = [big]
+            break
+        node = big
+    for child in children:
+        units += [Unit(_params(part, head), role="extra") for part in _split(child, granularity, head)]
+    return units
+
+
+def _split(stage: nn.Module, granularity: str, head: set[int]) -> Iterable[nn.Module]:
+    """A stage's sub-blocks for granularity "blocks": the children of a Sequential/ModuleList of
+    >= 2 modules of one class (resnet layer1.0, layer1.1); otherwise the stage itself."""
+    children = [c for c in stage.children() if _params(c, head)]
     if (
         granularity == "blocks"
         and isinstance(stage, (nn.Sequential, nn.ModuleList))
         and len(children) >= 2
-        and len({type(c) for _, c in children}) == 1
+        and len({type(c) for c in children}) == 1
     ):
-        return [f"{path}.{n}" for n, _ in children]
-    return [path]
+        return children
+    return [stage]
 
 
-def _ordered_blocks(
-    module: nn.Module, stages: list[str], head_path: str, merge_into_last: Iterable[str] = (), strip: str = ""
-) -> dict[str, tuple[str, ...]]:
-    """Group parameters: before the first stage -> stem; each stage; after the stages (other than
-    the head) -> one block before the head. `merge_into_last` paths join the last stage."""
-    merge = tuple(merge_into_last)
-    names = [n for n, _ in module.named_parameters()]
-    stage_of: dict[str, int] = {}
-    for n in names:
-        for i, s in enumerate(stages):
-            if _under(n, s):
-                stage_of[n] = i + 1
-        if any(_under(n, m) for m in merge):
-            stage_of[n] = len(stages)
-    first = next((i for i, n in enumerate(names) if n in stage_of), None)
-    if first is None:
-        raise ConfigError("Block discovery failed: no parameters found in the stages.")
-    groups: list[list[str]] = [[] for _ in range(len(stages) + 2)]
-    for i, n in enumerate(names):
-        if _under(n, head_path):
-            continue
-        groups[stage_of.get(n, 0 if i < first else len(stages) + 1)].append(n)
-    return split_head(module, [g for g in groups if g], head_path, strip)
+def check_granularity(granularity: str) -> None:
+    from ..errors import suggest
 
-
-def torchvision_family(model: nn.Module) -> str:
-    """'vit', 'resnet' or 'features', recognised by the attributes the family exposes."""
-    if hasattr(model, "conv_proj") and hasattr(model, "encoder") and hasattr(model, "heads"):
-        return "vit"
-    if hasattr(model, "layer1") and isinstance(getattr(model, "fc", None), nn.Module):
-        return "resnet"
-    if isinstance(getattr(model, "features", None), nn.Sequential) and hasattr(model, "classifier"):
-        return "features"
-    raise ConfigError(
-        f"Cannot discover the blocks of torchvision {type(model).__name__}: it is none of the supported "
-        "families (ResNet-like layer1..N + fc; features + classifier; ViT conv_proj + encoder + heads). "
-        "Try the same architecture through timm ('timm:<name>')."
-    )
-
-
-def torchvision_classifier(model: nn.Module) -> str:
-    """Path of the final Linear (the classifier that the new head replaces)."""
-    container = {"vit": "heads", "resnet": "fc", "features": "classifier"}[torchvision_family(model)]
-    return last_linear(model, container)
-
-
-def last_linear(model: nn.Module, under: str = "", exclude: str | None = None) -> str:
-    """Path of the last nn.Linear (in registration order) under `under`, outside `exclude`."""
-    found = [
-        p
-        for p, m in model.named_modules()
-        if isinstance(m, nn.Linear) and (not under or _under(p, under)) and not (exclude and _under(p, exclude))
-    ]
-    if not found:
-        raise ConfigError(f"Block discovery failed: no Linear classifier found in {type(model).__name__}.")
-    return found[-1]
-
-
-def torchvision_blocks(model: nn.Module, head_path: str, granularity: str) -> dict[str, tuple[str, ...]]:
-    """Blocks of a torchvision classifier, from its family's structure."""
-    family = torchvision_family(model)
-    merge: list[str] = []
-    if family == "vit":
-        layers = [f"encoder.layers.{n}" for n, _ in model.encoder.layers.named_children()]
-        # The final LayerNorm joins the last encoder layer (timm's vit group_matcher does the same
-        # with `norm`): unfreezing "the last block" then trains the layer and the norm it feeds.
-        merge = ["encoder.ln"]
-        stages = layers
-    elif family == "resnet":
-        stages = [n for n, _ in model.named_children() if n.startswith("layer") and n[5:].isdigit()]
-    else:
-        # features[0] is the stem; each later features[i] is one stage (the final 1x1 conv too)
-        stages = [f"features.{n}" for n, _ in list(model.features.named_children())[1:]]
-    expanded = [sub for s in stages for sub in _split_stage(model, s, granularity)]
-    return _ordered_blocks(model, expanded, head_path, merge)
-
-
-# ------------------------------------------------------------------------------- transformers
-def _path_of(model: nn.Module, sub: nn.Module) -> str:
-    for path, m in model.named_modules():
-        if m is sub:
-            return path
-    raise ConfigError("Block discovery failed: base_model is not inside the model.")
-
-
-def transformer_layers(model: nn.Module) -> str:
-    """Path of the repeated layer list inside base_model.
-
-    Preferred: a ModuleList whose element class is in `_no_split_modules` (BertLayer, RobertaLayer);
-    models that declare none (DistilBERT) -> the ModuleList of one repeated class holding the most
-    parameters.
-    """
-    base = model.base_model
-    base_path = _path_of(model, base)
-    no_split = set(getattr(model, "_no_split_modules", None) or ())
-    cands = [
-        (path, ml)
-        for path, ml in base.named_modules()
-        if isinstance(ml, nn.ModuleList) and len(ml) > 0 and len({type(c) for c in ml}) == 1
-    ]
-    preferred = [c for c in cands if type(c[1][0]).__name__ in no_split]
-    pool = preferred or cands
-    if not pool:
-        raise ConfigError(f"Block discovery failed: {type(base).__name__} has no repeated layer list.")
-    path, _ = max(pool, key=lambda c: sum(p.numel() for p in c[1].parameters()))
-    return f"{base_path}.{path}" if base_path else path
-
-
-def transformers_blocks(model: nn.Module, head_path: str, granularity: str) -> dict[str, tuple[str, ...]]:
-    """Blocks of a transformers sequence classifier: embeddings (stem), one block per layer,
-    pooler / pre_classifier if any, head. Layers are already the finest unit, so "blocks" = "stages"."""
-    del granularity  # one block per transformer layer at both granularities
-    layers = transformer_layers(model)
-    stages = [f"{layers}.{n}" for n, _ in model.get_submodule(layers).named_children()]
-    return _ordered_blocks(model, stages, head_path, strip=_path_of(model, model.base_model))
+    if granularity not in GRANULARITIES:
+        raise ConfigError(
+            f"Unknown granularity {granularity!r}: use 'stages' (one block per stage) or 'blocks' "
+            f"(stages split into sub-blocks).{suggest(str(granularity), GRANULARITIES)}"
+        )

@@ -7,7 +7,7 @@ so `requires_grad` stays the one source of truth for what is frozen.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,11 @@ class Model:
         tokenizer: Any = None,
         granularity: str = "stages",
         options: Mapping[str, Any] | None = None,
+        library: str = "module",
+        pooling: str | None = None,
+        pooling_source: str = "",
+        pooled: Callable[[Any], torch.Tensor] | None = None,
+        select: Callable[[torch.Tensor, Any], torch.Tensor] | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -87,6 +92,14 @@ class Model:
         # the load_backbone keyword options that rebuild this architecture (JSON-able; checkpoints
         # call load_backbone(name, num_classes, pretrained=False, **options))
         self.options: dict[str, Any] = dict(options or {})
+        # which library built it: "torchvision" | "timm" | "transformers" | "module" (Model.from_module)
+        self.library = library
+        # how one vector per example reaches the head (texts: "mean", "cls", "last-token", ...; see
+        # models/pooling.py), and where that choice comes from, in words
+        self.pooling = pooling
+        self.pooling_source = pooling_source
+        self._pooled = pooled  # inputs -> the head's input, where the library computes it (timm pre_logits)
+        self._select = select  # (captured head input, inputs) -> one vector per example (decoders)
         self._head_path = head_path
         self._block_params: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in block_params.items()}
         self._owner = {p: b for b, names in self._block_params.items() for p in names}  # parameter -> block
@@ -95,30 +108,59 @@ class Model:
         self._module_map: dict[str, str | None] | None = None
         self._submodules: list[nn.Module] | None = None
 
+    @classmethod
+    def from_module(
+        cls,
+        module: nn.Module,
+        num_classes: int,
+        *,
+        kind: str = "image",
+        preprocess: ImagePreprocess | TextPreprocess | None = None,
+        head: str | None = None,
+        tokenizer: Any = None,
+        name: str | None = None,
+        granularity: str = "stages",
+        head_dropout: float = 0.0,
+        seed: int | None = 0,
+    ) -> Model:
+        """Your own nn.Module as a Model: classifier, blocks and preprocessing discovered as for
+        library backbones (see models/custom.py). The module is used in place, not copied."""
+        from .custom import from_module
+
+        return from_module(module, num_classes, kind=kind, preprocess=preprocess, head=head, tokenizer=tokenizer,
+                           name=name, granularity=granularity, head_dropout=head_dropout, seed=seed)  # fmt: skip
+
     # ----------------------------------------------------------------------------- structure
     def _check_partition(self) -> None:
-        """Every parameter in exactly one block, head last and holding exactly the head's parameters."""
-        names = [n for n, _ in self.module.named_parameters()]
-        seen: dict[str, str] = {}
-        for block, params in self._block_params.items():
-            if not params:
+        """Every parameter object in exactly one block, head last and holding exactly the head's
+        parameters. By identity: a shared parameter has several names but one block."""
+        params = dict(self.module.named_parameters())  # one (first) name per parameter object
+        seen: dict[int, str] = {}
+        for block, names in self._block_params.items():
+            if not names:
                 raise ConfigError(f"{self.name}: block discovery produced an empty block {block!r}.")
-            for p in params:
-                if p in seen:
-                    raise ConfigError(f"{self.name}: parameter {p!r} is in blocks {seen[p]!r} and {block!r}.")
-                seen[p] = block
-        missing = [n for n in names if n not in seen]
-        extra = [n for n in seen if n not in set(names)]
-        if missing or extra:
+            for n in names:
+                if n not in params:
+                    raise ConfigError(f"{self.name}: block discovery failed: {n!r} is not a parameter name of the module.")
+                if id(params[n]) in seen:
+                    raise ConfigError(f"{self.name}: parameter {n!r} is in blocks {seen[id(params[n])]!r} and {block!r}.")
+                seen[id(params[n])] = block
+        missing = [n for n, p in params.items() if id(p) not in seen]
+        if missing:
             raise ConfigError(
-                f"{self.name}: block discovery failed (unassigned parameters: {missing[:3]}, "
-                f"unknown names: {extra[:3]}). This module structure is not supported."
+                f"{self.name}: block discovery failed (unassigned parameters: {missing[:3]}). "
+                "This module structure is not supported."
             )
         if list(self._block_params)[-1] != "head":
             raise ConfigError(f"{self.name}: block discovery failed: the last block is not the head.")
-        head_names = {self._head_path + "." + n for n, _ in self.head.named_parameters()}
-        if head_names != set(self._block_params["head"]):
+        if {id(p) for p in self.head.parameters()} != {id(params[n]) for n in self._block_params["head"]}:
             raise ConfigError(f"{self.name}: block discovery failed: the head block is not the head module.")
+
+    @property
+    def rebuildable(self) -> bool:
+        """True when load_backbone(name, num_classes, pretrained=False, **options) builds this
+        architecture again (checkpoints rely on it); False for Model.from_module."""
+        return self.library != "module"
 
     @property
     def head(self) -> nn.Module:
@@ -198,11 +240,17 @@ class Model:
         return list(self._block_tensors()[block_name])
 
     def block_of(self, parameter_name: str) -> str:
-        """The block a parameter belongs to."""
+        """The block a parameter belongs to (any of its names, when it is shared)."""
         block = self._owner.get(parameter_name)
+        if block is None:
+            shared = dict(self.module.named_parameters(remove_duplicate=False)).get(parameter_name)
+            block = self._owner_by_id().get(id(shared)) if shared is not None else None
         if block is None:
             raise ConfigError(f"{self.name} has no parameter {parameter_name!r}.")
         return block
+
+    def _owner_by_id(self) -> dict[int, str]:
+        return {id(p): b for b, ps in self._block_tensors().items() for p in ps}
 
     def _module_blocks(self) -> dict[str, str | None]:
         """Module path -> its block, or None when its parameters span several blocks.
@@ -213,11 +261,10 @@ class Model:
         """
         if self._module_map is not None:
             return self._module_map
-        owner = self._owner
+        owner = self._owner_by_id()
         result: dict[str, str | None] = {}
         for path, mod in self.module.named_modules():
-            prefix = path + "." if path else ""
-            blocks = {owner[prefix + n] for n, _ in mod.named_parameters()}
+            blocks = {owner[id(p)] for p in mod.parameters()}
             if len(blocks) == 1:
                 result[path] = blocks.pop()
             elif blocks:
@@ -235,15 +282,15 @@ class Model:
         return [mods[p] for p, b in self._module_blocks().items() if b == block_name and p]
 
     # ------------------------------------------------------------------------------- forward
-    def logits(self, inputs: Any) -> torch.Tensor:
-        """Class scores (B, num_classes): one call for images (a tensor) and texts (tokenized dict)."""
+    def _module_inputs(self, inputs: Any) -> Any:
+        """Check `inputs` and turn raw strings into tokenized tensors."""
         if self.kind == "image":
             if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
                 raise DataError(
                     f"{self.name} expects a float tensor of shape (B, 3, H, W); got "
                     f"{getattr(inputs, 'shape', type(inputs).__name__)}. Apply model.preprocess first."
                 )
-            return self.module(inputs)
+            return inputs
         if isinstance(inputs, str) or (isinstance(inputs, Sequence) and inputs and isinstance(inputs[0], str)):
             inputs = self.preprocess(inputs)  # type: ignore[operator]
         if not isinstance(inputs, Mapping):
@@ -251,27 +298,44 @@ class Model:
                 f"{self.name} expects tokenized inputs (a dict with input_ids, attention_mask) or a list "
                 f"of strings; got {type(inputs).__name__}. Use model.preprocess(texts)."
             )
-        return self.module(**inputs).logits
+        return inputs
+
+    def logits(self, inputs: Any) -> torch.Tensor:
+        """Class scores (B, num_classes): one call for images (a tensor) and texts (tokenized dict)."""
+        inputs = self._module_inputs(inputs)
+        out = self.module(inputs) if self.kind == "image" else self.module(**inputs)
+        return out if isinstance(out, torch.Tensor) else out.logits
 
     def features(self, inputs: Any) -> torch.Tensor:
-        """The head's input for `inputs` (B, D): what the frozen-feature cache stores."""
-        captured: list[torch.Tensor] = []
+        """The head's input for `inputs`, one pooled vector per example (B, D): what the
+        frozen-feature cache stores. `model.head(model.features(x))` equals `model.logits(x)`."""
+        inputs = self._module_inputs(inputs)
+        if self._pooled is not None:
+            found = self._pooled(inputs)
+        else:
+            captured: list[torch.Tensor] = []
 
-        def grab(_module: nn.Module, args: tuple) -> None:
-            captured.append(args[0])
+            def grab(_module: nn.Module, args: tuple) -> None:
+                if not captured:
+                    captured.append(args[0])
 
-        handle = self.head.register_forward_pre_hook(grab)
-        try:
-            self.logits(inputs)
-        finally:
-            handle.remove()
-        if not captured or captured[0].dim() != 2:
+            handle = self.head.register_forward_pre_hook(grab)
+            try:
+                self.logits(inputs)
+            finally:
+                handle.remove()
+            found = captured[0] if captured else None
+            if found is not None and self._select is not None:
+                found = self._select(found, inputs)
+        if found is not None and found.dim() == 4 and found.shape[2:] == (1, 1):
+            found = found.flatten(1)  # the pooled map a 1x1-conv classifier takes
+        if found is None or found.dim() != 2:
             raise ConfigError(
                 f"{self.name}: the head does not take one pooled vector per example (it got "
-                f"{tuple(captured[0].shape) if captured else 'nothing'}), so features() and the "
+                f"{tuple(found.shape) if found is not None else 'nothing'}), so features() and the "
                 "frozen-feature cache cannot be used with this model; train it with full forwards."
             )
-        return captured[0]
+        return found
 
     # -------------------------------------------------------------------------------- report
     def summary(self) -> str:
@@ -285,7 +349,12 @@ class Model:
         total = sum(b.params for b in blocks)
         train = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
         lines.append(f"{'total':<{width}}  {total:>12,}  {train:,} trainable ({100 * train / max(total, 1):.1f}%)")
+        if self.pooling:
+            from_ = f" ({self.pooling_source})" if self.pooling_source else ""
+            lines.append(f"pooling: {self.pooling}{from_}")
         lines.append(f"weights: {self.weights}")
+        if not self.rebuildable:
+            lines.append("built from your module: save and load checkpoints with this module (not by name)")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
