@@ -35,6 +35,8 @@ _LAZY = {
     "list_datasets": "workbench.data",
     "Model": "workbench.models",
     "Block": "workbench.models",
+    "ImagePreprocess": "workbench.models",
+    "TextPreprocess": "workbench.models",
     "load_backbone": "workbench.models",
     "list_backbones": "workbench.models",
     "last": "workbench.train.freezing",
