@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from .feature_views import FeatureViews
+from .label_issues import csv_cell
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,9 @@ class Flips:
     wrong_to_right: np.ndarray  # ids wrong before, correct now
 
 
-class ErrorAnalysis:
-    """Confusion matrix, per-cell samples, top losses, most-confused pairs, per-class scores."""
+class ErrorAnalysis(FeatureViews):
+    """Confusion matrix, per-cell samples, top losses, most-confused pairs, per-class scores;
+    from the pooled features (FeatureViews): neighbours, label issues, a 2-D map."""
 
     def __init__(self, labels: np.ndarray, probs: np.ndarray, losses: np.ndarray, ids: np.ndarray,
                  classes: Sequence[str], epoch: int | None = None) -> None:
@@ -38,6 +41,7 @@ class ErrorAnalysis:
         self.confusion_matrix = np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
         self.flagged: list[dict[str, object]] = []
         self._position = {int(i): n for n, i in enumerate(ids)}
+        self._init_feature_views()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -70,7 +74,9 @@ class ErrorAnalysis:
         p = session.predictions
         if p is None:
             raise ConfigError("The session has no predictions yet: train an epoch first (session.step()).")
-        return cls.from_predictions(p.labels, p.logits, session.data.classes, ids=p.ids, losses=p.losses, epoch=p.epoch)
+        analysis = cls.from_predictions(p.labels, p.logits, session.data.classes, ids=p.ids, losses=p.losses, epoch=p.epoch)
+        analysis.attach_session(session)  # features for neighbours / label issues / map, read on first use
+        return analysis
 
     # ---- numbers ----------------------------------------------------------------------------
     @property
@@ -165,7 +171,7 @@ class ErrorAnalysis:
         with path.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["id", "given_label", "predicted_label", "note"])
             writer.writeheader()
-            writer.writerows(self.flagged)
+            writer.writerows({k: csv_cell(v) for k, v in f.items()} for f in self.flagged)  # no formulas
         return path
 
     def _class_index(self, c: int | str) -> int:
