@@ -55,6 +55,9 @@ _LAZY = {
     "FreezePanel": "workbench.widgets",
     "TrainingDashboard": "workbench.widgets",
     "Workbench": "workbench.widgets",
+    "WhyPanel": "workbench.widgets.why",
+    "LabelIssuesView": "workbench.widgets.issues",
+    "DataMap": "workbench.widgets.datamap",
 }
 
 __all__ = [

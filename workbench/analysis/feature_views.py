@@ -41,7 +41,10 @@ class FeatureViews:
     # ---- where features come from -------------------------------------------------------------
     def attach_session(self, session) -> None:
         """Read features from `session.features(split)` when first needed (the cached head inputs)."""
-        self._feature_fn = session.features
+        features = getattr(session, "features", None)
+        if features is None:  # a stand-in session (tests, replays) without the feature cache
+            return
+        self._feature_fn = features
         self._train_labels = np.asarray(session.data.train.labels, dtype=np.int64)
         self._current_epoch = lambda: getattr(session.predictions, "epoch", None)
         self._derived.clear()
