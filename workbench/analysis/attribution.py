@@ -19,12 +19,13 @@ from .gradcam import cell_centres, find_cam_layer, grad_cam, upsample
 from .token_attr import TEXT_METHODS, special_ids, token_attributions
 
 BATCH = 32  # samples per attribution pass (x2 when true and predicted are both asked for)
-# Integrated gradients cost n_steps forward+backward passes per text. Measured on the shared 2-core
+TEXT_GROUP = 4  # texts per pass, sorted by length: padding to the group's longest wastes little
+# Integrated gradients cost n_steps forward+backward passes per token. Measured on the shared 2-core
 # CPU with MiniLM on the keyword test (tests/analysis/test_explain_text.py): 4 steps already put
 # the keyword on top for 98% of texts (8+ steps: 100%), while gradient x input did for 2% (it
-# scored the keyword negative). So texts always get IG, with steps from a budget of ~64 passes
-# per call: 32 steps for the Why panel's pair, 5 for a gallery of 12 (~1-1.7 s here, shared).
-IG_PASS_BUDGET = 64
+# scored the keyword negative). So texts always get IG, with steps from a budget of token-passes
+# (~1 ms each here): 32 steps for the Why panel's pair, 4 for a gallery of 12 reviews.
+IG_TOKEN_BUDGET = 1000
 IG_STEPS = (4, 32)
 
 
@@ -84,8 +85,8 @@ def explain(session, index: int, target: int | str = "pred", *, method: str = "a
 
     Images: Grad-CAM (Captum LayerGradCam) on the last spatial layer before the head. Texts:
     method "ig" (integrated gradients on the input embeddings; "auto" is "ig") or "grad_x_input"
-    (one pass, cheaper but unreliable on embeddings: see IG_PASS_BUDGET). n_steps (IG) defaults to
-    32 for one or two attributions and fewer for a batch, ~64 passes per call, at least 4.
+    (one pass, cheaper but unreliable on embeddings: see IG_TOKEN_BUDGET). n_steps (IG) defaults to
+    IG_TOKEN_BUDGET / (tokens to explain), between 4 and 32: 32 for one text's pair, 4 for a gallery.
     """
     return explain_many(session, [index], target, method=method, n_steps=n_steps)[0]
 
@@ -109,26 +110,33 @@ def explain_many(session, indices: Sequence[int], target: int | str | Sequence[i
         raise ConfigError(f"method={method!r} is unknown for texts: use 'auto', 'ig' or 'grad_x_input'.")
     if model.kind == "image" and method not in ("auto", "gradcam"):
         raise ConfigError(f"method={method!r} is unknown for images: use 'auto' or 'gradcam' (Grad-CAM).")
+    order = list(range(len(positions)))
+    if model.kind == "text":  # similar lengths together: little padding in each pass
+        lengths = session.pipeline.batcher("valid").lengths[positions].tolist()
+        order.sort(key=lambda n: lengths[n])
     if n_steps is None:
-        n_steps = int(np.clip(IG_PASS_BUDGET // len(positions), *IG_STEPS))
+        tokens = sum(lengths) if model.kind == "text" else len(positions)
+        n_steps = int(np.clip(IG_TOKEN_BUDGET // max(tokens, 1), *IG_STEPS))
     elif isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
         raise ConfigError(f"n_steps must be an int >= 2 (integrated-gradient steps) or None; got {n_steps!r}.")
     if session.running:
         raise ConfigError("The session is training; explain between fits (after fit() returns or session.stop()).")
-    out: list[Attribution] = []
+    group = TEXT_GROUP if model.kind == "text" else BATCH
+    out: list[Attribution | None] = [None] * len(positions)
     with _eval_mode(model), torch.enable_grad():
-        for start in range(0, len(positions), BATCH):
-            chunk = positions[start : start + BATCH]
-            out += _explain_batch(session, chunk, specs[start : start + BATCH], text_method, n_steps)
-    return out
+        for start in range(0, len(order), group):
+            part = order[start : start + group]
+            done = _explain_batch(session, [positions[n] for n in part], [specs[n] for n in part], text_method, n_steps)
+            for n, attribution in zip(part, done):
+                out[n] = attribution
+    return out  # type: ignore[return-value]
 
 
 def _explain_batch(session, positions: list[int], specs: list, text_method: str, n_steps: int) -> list[Attribution]:
     data, model = session.data, session.model
     idx = torch.as_tensor(positions, dtype=torch.long)
     inputs = session.pipeline.batch("valid", idx)
-    with torch.no_grad():
-        probs = torch.softmax(model.logits(inputs).float(), dim=1).cpu().numpy()
+    probs = _probabilities(session, inputs, positions)
     predicted = probs.argmax(1)
     true = data.valid.labels[positions]
     targets = [_resolve(spec, int(t), int(p), data.classes) for spec, t, p in zip(specs, true, predicted)]
@@ -152,7 +160,7 @@ def _explain_batch(session, positions: list[int], specs: list, text_method: str,
     specials = special_ids(tokenizer)
     ids = inputs["input_ids"].cpu().numpy()
     lengths = inputs["attention_mask"].sum(1).cpu().numpy()
-    method = ("integrated gradients (Captum LayerIntegratedGradients, "
+    method = ("integrated gradients (Captum IntegratedGradients, "
               f"{n_steps} steps, pad baseline)" if text_method == "ig" else "gradient x input (Captum LayerGradientXActivation)")
     method += " on the input embeddings"
     out = []
@@ -166,6 +174,18 @@ def _explain_batch(session, positions: list[int], specs: list, text_method: str,
             scores=(s / scale if scale > 0 else s).astype(np.float32),
             special=np.array([int(v) in specials for v in row]), **common))
     return out
+
+
+def _probabilities(session, inputs, positions: list[int]) -> np.ndarray:
+    """The probabilities the gallery shows (the last evaluation) when they are from the current
+    weights, so "pred" is the class on the card; otherwise one forward pass."""
+    p = session.predictions
+    if p is not None and p.epoch == session.epoch and len(p.logits) == len(session.data.valid):
+        z = p.logits[positions].astype(np.float64)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    with torch.no_grad():
+        return torch.softmax(session.model.logits(inputs).float(), dim=1).cpu().numpy()
 
 
 class _eval_mode:
