@@ -44,6 +44,7 @@ class DataMap(W.VBox):
         self._own_gallery = W.HTML()
         self._thumbs = ThumbnailCache(self.data) if self.data.kind == "image" else None
         self._show = show or self._show_here
+        self._quiet = False
         self.draw_button.on_click(lambda _: self.draw(self.method.value))
         self.canvas.observe(lambda c: self._picked(c.new), names="selected")
         self.children = [W.HTML(STYLE), W.HBox([self.method, self.draw_button]), self.message, self.info,
@@ -95,6 +96,12 @@ class DataMap(W.VBox):
         """Ring the points of confusion cell (true, pred) and dim the others; None clears."""
         if self.embedding is None:
             return
+        with self.hold_trait_notifications():
+            self._quiet = True  # the cell's samples are in the gallery already: drop the old selection quietly
+            try:
+                self.canvas.selected = []
+            finally:
+                self._quiet = False
         if cell is None:
             self.canvas.highlighted = []
             return
@@ -104,7 +111,7 @@ class DataMap(W.VBox):
     # ---- plumbing ----------------------------------------------------------------------------------
     def _picked(self, positions: list[int]) -> None:
         emb = self.embedding
-        if emb is None:
+        if emb is None or self._quiet:
             return
         ids = [int(emb.ids[p]) for p in positions]
         self.selected = ids

@@ -76,6 +76,8 @@ class WhyPanel(W.VBox):
             if att.kind == "image":
                 src = base64.b64encode(image_png(overlay(att))).decode("ascii")
                 body = f'<img class="wb-why-img" src="data:image/png;base64,{src}" width="160" height="160">'
+                if not att.heatmap.any():
+                    body += '<div class="wb-muted">no positive evidence for this class at this layer</div>'
             else:
                 body = f'<div class="wb-why-text">{tokens_html(att)}</div>'
             parts.append(f'<div class="wb-why-one">{head}{body}</div>')
