@@ -104,3 +104,18 @@ def test_vit_tokens_become_a_patch_grid() -> None:
     [a] = wb.explain_many(session, [0])
     assert a.cam.shape == (4, 4) and a.heatmap.shape == (64, 64)  # 16 patches, the class token dropped
     assert a.layer == "norm"
+
+
+def test_explaining_waits_for_training_to_stop(tiny_image_session, monkeypatch) -> None:
+    monkeypatch.setattr(type(tiny_image_session), "running", property(lambda self: True))
+    with pytest.raises(ConfigError, match="training"):
+        wb.explain(tiny_image_session, 0)
+
+
+def test_the_same_model_at_another_input_size_finds_its_own_map(tiny_image_session) -> None:
+    model = tiny_image_session.model
+    small = find_cam_layer(model, torch.zeros(1, 3, 16, 16))
+    large = find_cam_layer(model, torch.zeros(1, 3, 64, 64))
+    assert (small.path, small.grid) == ("layer2", (2, 2)) and (large.path, large.grid) == ("layer4", (2, 2))
+    ys, xs = cell_centres(model, large, torch.zeros(1, 3, 64, 64))
+    np.testing.assert_allclose(xs, [0.5, 32.5])  # resnet: conv1, maxpool and three stride-2 stages

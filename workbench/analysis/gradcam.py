@@ -35,14 +35,16 @@ class CamLayer:
     grid: tuple[int, int] = (0, 0)  # (h, w) of the map the layer produces
 
 
-_FOUND: weakref.WeakKeyDictionary[nn.Module, CamLayer] = weakref.WeakKeyDictionary()
+_FOUND: weakref.WeakKeyDictionary[nn.Module, dict[tuple, CamLayer]] = weakref.WeakKeyDictionary()
 
 
 def find_cam_layer(model, example: torch.Tensor) -> CamLayer:
-    """The last spatial layer before the head (cached per module: the structure never changes)."""
+    """The last spatial layer before the head (cached per module and input size)."""
     module = model.module
-    if module in _FOUND:
-        return _FOUND[module]
+    size = tuple(example.shape[1:])
+    known = _FOUND.setdefault(module, {})
+    if size in known:
+        return known[size]
     head = model.head_path
     finished: list[tuple[str, tuple[int, ...]]] = []
     handles = []
@@ -70,7 +72,7 @@ def find_cam_layer(model, example: torch.Tensor) -> CamLayer:
         )
     path, shape, tokens, prefix, grid = layer
     found = CamLayer(path=path, block=_block_of(model, path), tokens=tokens, prefix=prefix, grid=grid)
-    _FOUND[module] = found
+    known[size] = found
     return found
 
 
