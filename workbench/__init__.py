@@ -48,12 +48,18 @@ _LAZY = {
     "Predictions": "workbench.train.records",
     "EpochResult": "workbench.train.records",
     "ErrorAnalysis": "workbench.analysis",
+    "explain": "workbench.analysis",
+    "explain_many": "workbench.analysis",
+    "Attribution": "workbench.analysis",
     "describe_backbones": "workbench.models.catalog",
     "BackbonePicker": "workbench.widgets",
     "ErrorExplorer": "workbench.widgets",
     "FreezePanel": "workbench.widgets",
     "TrainingDashboard": "workbench.widgets",
     "Workbench": "workbench.widgets",
+    "WhyPanel": "workbench.widgets.why",
+    "LabelIssuesView": "workbench.widgets.issues",
+    "DataMap": "workbench.widgets.datamap",
 }
 
 __all__ = [

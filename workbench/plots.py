@@ -224,3 +224,114 @@ def lr_finder_figure(result, size: tuple[float, float] = (5, 3.2)) -> Figure:
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return fig
+
+
+# ---- explanations (wb.explain, errors.neighbours, errors.embedding) ---------------------------------
+def overlay(attribution, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+    """The image the model saw with its Grad-CAM heatmap blended on top: uint8 (S, S, 3)."""
+    from matplotlib import colormaps
+
+    heat = colormaps[cmap](np.clip(attribution.heatmap, 0, 1))[..., :3]
+    base = attribution.image.astype(np.float32) / 255
+    return (255 * ((1 - alpha * attribution.heatmap[..., None]) * base + alpha * attribution.heatmap[..., None] * heat)
+            ).clip(0, 255).astype(np.uint8)
+
+
+def image_png(pixels: np.ndarray, size: int = 160) -> bytes:
+    """uint8 (H, W, 3) -> PNG bytes, scaled up to `size` px with nearest neighbours (small inputs stay crisp)."""
+    from PIL import Image
+
+    image = Image.fromarray(pixels)
+    if max(image.size) < size:
+        image = image.resize((size, size), Image.NEAREST)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def tokens_html(attribution, max_tokens: int = 200) -> str:
+    """Tokens as HTML spans, green for toward the class, red against, by score. Every token is
+    escaped (it is dataset text); word pieces ("##ing") join the word before them."""
+    import html
+
+    out = []
+    for token, score, special in list(zip(attribution.tokens, attribution.scores, attribution.special))[:max_tokens]:
+        if special:
+            continue
+        piece = token.startswith("##")
+        text = html.escape(token[2:] if piece else token)
+        rgb = "46,125,50" if score >= 0 else "198,40,40"
+        style = f"background:rgba({rgb},{min(abs(float(score)), 1):.2f});border-radius:3px;padding:0 1px"
+        out.append(("" if piece or not out else " ") + f'<span class="wb-token" title="{score:+.2f}" style="{style}">{text}</span>')
+    return f'<span class="wb-tokens" style="line-height:1.9">{"".join(out)}</span>'
+
+
+def attribution_figure(attributions: Sequence, columns: int = 4, size: float = 2.4) -> Figure:
+    """Attributions side by side (e.g. true vs predicted): Grad-CAM overlays, or coloured tokens."""
+    n = len(attributions)
+    if attributions and attributions[0].kind == "text":
+        fig = PlotFigure(figsize=(9, 0.9 + 0.75 * n), layout="constrained")
+        ax = fig.subplots()
+        ax.axis("off")
+        for row, a in enumerate(attributions):
+            y = 1 - (row + 0.5) / n
+            ax.text(0, y + 0.3 / n, _title(a), fontsize=8, transform=ax.transAxes, va="bottom")
+            x = 0.0
+            for token, score, special in zip(a.tokens, a.scores, a.special):
+                if special:
+                    continue
+                color = (0.18, 0.49, 0.2, min(abs(score), 1)) if score >= 0 else (0.78, 0.16, 0.16, min(abs(score), 1))
+                ax.text(x, y, token, fontsize=9, transform=ax.transAxes, va="center",
+                            bbox=dict(facecolor=color, edgecolor="none", pad=1))
+                x += 0.012 + 0.0105 * len(token)
+                if x > 0.95:
+                    break
+        return fig
+    rows = max(1, int(np.ceil(n / columns)))
+    fig = PlotFigure(figsize=(min(n, columns) * size, rows * (size + 0.35)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, min(n, columns))).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, a in zip(axes, attributions):
+        ax.imshow(overlay(a))
+        ax.set_title(_title(a), fontsize=8, color="black" if a.correct else "#b00")
+    return fig
+
+
+def _title(a) -> str:
+    p = float(a.probabilities[a.target])
+    return f"#{a.index} true {a.classes[a.true]} · pred {a.classes[a.predicted]}\nwhy {a.target_name}? (p={p:.2f})"
+
+
+def embedding_figure(embedding, size: tuple[float, float] = (6.5, 5), highlight=None) -> Figure:
+    """The 2-D map: points coloured by true class, errors as black-edged crosses, `highlight` ids ringed."""
+    fig = PlotFigure(figsize=size, layout="constrained")
+    ax = fig.subplots()
+    palette = class_palette(len(embedding.classes))
+    colors = [palette[c] for c in embedding.labels]
+    right = ~embedding.wrong
+    ax.scatter(*embedding.coords[right].T, s=8, c=[colors[i] for i in np.flatnonzero(right)], alpha=0.7, linewidths=0)
+    ax.scatter(*embedding.coords[~right].T, s=22, c=[colors[i] for i in np.flatnonzero(~right)], marker="X",
+               edgecolors="black", linewidths=0.5, label="error")
+    if highlight is not None and len(highlight):
+        pos = np.isin(embedding.ids, np.asarray(highlight))
+        ax.scatter(*embedding.coords[pos].T, s=70, facecolors="none", edgecolors="black", linewidths=1.2)
+    for c, name in enumerate(embedding.classes[:20]):
+        ax.scatter([], [], s=20, color=palette[c], label=_short(str(name), 14))
+    ax.legend(fontsize=7, frameon=False, loc="best", ncols=2 if len(embedding.classes) > 8 else 1)
+    what = embedding.method.upper() if embedding.method == "pca" else embedding.method
+    ev = f" ({sum(embedding.explained_variance):.0%} of variance)" if embedding.explained_variance else ""
+    ax.set(title=f"validation features, {what}{ev}: colour = true class, X = error", xticks=[], yticks=[])
+    return fig
+
+
+def class_palette(k: int) -> list[str]:
+    """k distinguishable colours (tab10, then tab20, then a hue wheel)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    if k <= 10:
+        return [to_hex(colormaps["tab10"](i)) for i in range(k)]
+    if k <= 20:
+        return [to_hex(colormaps["tab20"](i)) for i in range(k)]
+    return [to_hex(colormaps["hsv"](i / k)) for i in range(k)]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..safety import spreadsheet_safe
+from .feature_views import FeatureViews
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,9 @@ class Flips:
     wrong_to_right: np.ndarray  # ids wrong before, correct now
 
 
-class ErrorAnalysis:
-    """Confusion matrix, per-cell samples, top losses, most-confused pairs, per-class scores."""
+class ErrorAnalysis(FeatureViews):
+    """Confusion matrix, per-cell samples, top losses, most-confused pairs, per-class scores;
+    from the pooled features (FeatureViews): neighbours, label issues, a 2-D map."""
 
     def __init__(self, labels: np.ndarray, probs: np.ndarray, losses: np.ndarray, ids: np.ndarray,
                  classes: Sequence[str], epoch: int | None = None, sample_ids: Sequence[str] | None = None) -> None:
@@ -40,6 +42,7 @@ class ErrorAnalysis:
         self.confusion_matrix = np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
         self.flagged: list[dict[str, object]] = []
         self._position = {int(i): n for n, i in enumerate(ids)}
+        self._init_feature_views()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -77,6 +80,7 @@ class ErrorAnalysis:
         analysis = cls.from_predictions(p.labels, p.logits, session.data.classes, ids=p.ids, losses=p.losses,
                                         epoch=p.epoch)
         analysis.sample_ids = [session.data.sample_id(int(i), "valid") for i in p.ids]
+        analysis.attach_session(session)  # features for neighbours / label issues / map, read on first use
         return analysis
 
     # ---- numbers ----------------------------------------------------------------------------

@@ -107,6 +107,10 @@ class ErrorExplorer(W.VBox):
                                                               layout=W.Layout(flex_flow="row wrap")),
                          self.message, self.gallery]
         self.add_class("wb-explorer")
+        # -- "Explain the errors" sub-tabs (Why, Label issues, Map) under the gallery: explain_tabs.py --
+        from .explain_tabs import attach
+
+        attach(self)
         session.on("epoch_end", lambda _: self.refresh())
         self.refresh()
 

@@ -1,0 +1,144 @@
+"""DataMap: the validation set's pooled features in 2-D; click or lasso points to see those samples.
+
+Points are coloured by true class, errors are ringed dots drawn on top (errors.embedding). A
+click or lasso on the canvas sets `selected`; the samples go to the explorer's gallery (or this
+view's own). A confusion-cell click in the explorer rings that cell's points (`highlight_cell`).
+Every gesture has a twin: `draw(method)`, `select(ids)`, `select_polygon(polygon)`,
+`click(x, y)`, `highlight_cell(true, pred)`; the canvas and the twins select the same ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import ipywidgets as W
+import traitlets
+
+from ..analysis import ErrorAnalysis
+from ..analysis.embedding import Embedding, available_methods
+from ..plots import class_palette
+from .common import STYLE, MessageBox, esc, guarded
+from .gallery import ThumbnailCache, gallery_html
+from .scatter import ScatterCanvas
+
+
+class DataMap(W.VBox):
+    """A 2-D map of the validation features with click / lasso selection (`selected`: valid ids)."""
+
+    selected = traitlets.List(traitlets.Int())  # valid positions of the selected points
+
+    def __init__(self, session, analysis: Callable[[], ErrorAnalysis | None] | None = None,
+                 show: Callable[[Sequence[int], str], None] | None = None, width: int = 560, height: int = 440) -> None:
+        super().__init__()
+        self.session, self.data = session, session.data
+        self._analysis = analysis or (lambda: ErrorAnalysis.from_session(session) if session.predictions else None)
+        self.message = MessageBox()
+        self.method = W.Dropdown(options=[("PCA", "pca"), ("t-SNE (slow)", "tsne")]
+                                 + ([("UMAP", "umap")] if "umap" in available_methods() else []),
+                                 value="pca", description="map", layout=W.Layout(width="200px"))
+        self.draw_button = W.Button(description="Draw", icon="map")
+        self.info = W.HTML()
+        self.legend = W.HTML()
+        self.canvas = ScatterCanvas(width=width, height=height)
+        self.embedding: Embedding | None = None  # what the canvas shows
+        self._own_gallery = W.HTML()
+        self._thumbs = ThumbnailCache(self.data) if self.data.kind == "image" else None
+        self._show = show or self._show_here
+        self._quiet = False
+        self.draw_button.on_click(lambda _: self.draw(self.method.value))
+        self.canvas.observe(lambda c: self._picked(c.new), names="selected")
+        self.children = [W.HTML(STYLE), W.HBox([self.method, self.draw_button]), self.message, self.info,
+                         W.HBox([self.canvas, self.legend]), *([] if show else [self._own_gallery])]
+        self.add_class("wb-datamap")
+        session.on("fit_end", lambda _: self._model_changed())
+
+    # ---- public twins -----------------------------------------------------------------------------
+    @guarded()
+    def draw(self, method: str = "pca") -> Embedding:
+        """Project the validation features (errors.embedding(method)) and draw them."""
+        analysis = self._need()
+        emb = analysis.embedding(method)
+        self.embedding = emb
+        self.canvas.set_points(emb.coords, emb.labels % 256, emb.wrong, class_palette(len(emb.classes)))
+        self.selected = []
+        what = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}[method]
+        ev = f", {sum(emb.explained_variance):.0%} of the variance" if emb.explained_variance else ""
+        self.info.value = (f'<div class="wb-card">{len(emb.ids)} validation samples, {what}{ev}, epoch {analysis.epoch}: '
+                           f"colour = true class, ringed dot = error ({int(emb.wrong.sum())}). Click a point or drag a "
+                           "lasso to see the samples.</div>")
+        palette = class_palette(len(emb.classes))
+        self.legend.value = "".join(
+            f'<div style="font-size:11px"><span style="color:{palette[i]}">■</span> {esc(name)}</div>'
+            for i, name in enumerate(emb.classes[:30]))
+        self.message.clear()
+        return emb
+
+    @guarded()
+    def select(self, ids: Sequence[int]) -> None:
+        """Select these validation ids (as a lasso would) and show them."""
+        emb = self._need_embedding()
+        position = {int(i): n for n, i in enumerate(emb.ids)}
+        self.canvas.selected = [position[int(i)] for i in ids if int(i) in position]
+
+    def select_polygon(self, polygon: Sequence[Sequence[float]]) -> list[int]:
+        """Select the points inside a polygon in map coordinates (the lasso's twin); returns their ids."""
+        ids = self._need_embedding().inside(polygon)
+        self.select(ids)
+        return [int(i) for i in ids]
+
+    def click(self, x: float, y: float) -> int:
+        """Select the point nearest to (x, y) in map coordinates (a click's twin); returns its id."""
+        i = self._need_embedding().nearest(x, y)
+        self.select([i])
+        return i
+
+    def highlight_cell(self, cell: tuple[int, int] | None) -> None:
+        """Ring the points of confusion cell (true, pred) and dim the others; None clears."""
+        if self.embedding is None:
+            return
+        with self.hold_trait_notifications():
+            self._quiet = True  # the cell's samples are in the gallery already: drop the old selection quietly
+            try:
+                self.canvas.selected = []
+            finally:
+                self._quiet = False
+        if cell is None:
+            self.canvas.highlighted = []
+            return
+        ids = set(self.embedding.cell(*cell).tolist())
+        self.canvas.highlighted = [n for n, i in enumerate(self.embedding.ids) if int(i) in ids]
+
+    # ---- plumbing ----------------------------------------------------------------------------------
+    def _picked(self, positions: list[int]) -> None:
+        emb = self.embedding
+        if emb is None or self._quiet:
+            return
+        ids = [int(emb.ids[p]) for p in positions]
+        self.selected = ids
+        wrong = int(emb.wrong[positions].sum()) if positions else 0
+        how = "point" if len(ids) == 1 else "lasso"
+        self._show(ids, f"map {how}: {len(ids)} selected, {wrong} of them errors")
+
+    def _show_here(self, ids: Sequence[int], title: str) -> None:
+        analysis = self._need()
+        self._own_gallery.value = gallery_html(analysis, self.data, ids, self._thumbs, title)
+
+    def _model_changed(self) -> None:
+        if self.embedding is not None:
+            self.draw(self.embedding.method)
+
+    def _need(self) -> ErrorAnalysis:
+        analysis = self._analysis()
+        if analysis is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("No predictions yet: train an epoch first (session.step()).")
+        return analysis
+
+    def _need_embedding(self) -> Embedding:
+        if self.embedding is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("No map yet: press Draw (or call draw('pca')) first.")
+        return self.embedding
+

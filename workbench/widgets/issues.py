@@ -1,0 +1,123 @@
+"""LabelIssuesView: samples whose label looks wrong, ranked by cleanlab (errors.label_issues).
+
+"Rank" computes the ranking for the validation split (the model's probabilities) or the training
+split (cross-validated logistic regression on the cached features, a few seconds), shows the top
+rows as a table and a gallery; "Flag top N" adds the top validation rows to the explorer's flags
+(and so to its CSV export). Nothing is removed or relabelled. Each button has a public twin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import ipywidgets as W
+
+from ..analysis import ErrorAnalysis
+from ..analysis.label_issues import write_csv
+from .common import STYLE, MessageBox, esc, guarded, table_html
+from .gallery import GALLERY_STYLE, ThumbnailCache
+
+SHOWN = 24
+
+
+class LabelIssuesView(W.VBox):
+    """The cleanlab ranking of one split, its top rows, and buttons to flag or export them."""
+
+    def __init__(self, session, analysis: Callable[[], ErrorAnalysis | None] | None = None,
+                 on_flagged: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.session, self.data = session, session.data
+        self._analysis = analysis or (lambda: ErrorAnalysis.from_session(session) if session.predictions else None)
+        self._on_flagged = on_flagged or (lambda: None)
+        self.message = MessageBox()
+        self.split = W.ToggleButtons(options=[("valid", "valid"), ("train", "train")], value="valid",
+                                     tooltips=["the model's own probabilities", "cross-validated logistic regression"],
+                                     style={"button_width": "70px"})
+        self.rank_button = W.Button(description="Rank", icon="sort-amount-asc", button_style="primary")
+        self.flag_count = W.BoundedIntText(value=10, min=1, max=500, description="top", layout=W.Layout(width="130px"))
+        self.flag_button = W.Button(description="Flag top N (valid)", icon="flag", button_style="warning")
+        self.csv_path = W.Text(value="label_issues.csv", description="CSV", layout=W.Layout(width="260px"))
+        self.csv_button = W.Button(description="Export ranking", icon="download")
+        self.summary = W.HTML()
+        self.table = W.HTML()
+        self.gallery = W.HTML()
+        self.gallery.add_class("wb-issues-gallery")
+        self.ranking = None  # the DataFrame shown (the same errors.label_issues(split) returns)
+        self._thumbs = {s: ThumbnailCache(self.data, s) for s in ("valid", "train")} if self.data.kind == "image" else None
+        self.rank_button.on_click(lambda _: self.rank(self.split.value))
+        self.flag_button.on_click(lambda _: self.flag_top(self.flag_count.value))
+        self.csv_button.on_click(lambda _: self.export(self.csv_path.value))
+        self.children = [
+            W.HTML(STYLE + '<div class="wb-muted">Samples whose given label disagrees most with what the model (valid) '
+                   "or a cross-validated classifier on the same features (train) expects, ranked by cleanlab's "
+                   "confident learning. Review them; nothing is changed automatically.</div>"),
+            W.HBox([self.split, self.rank_button]), W.HBox([self.flag_count, self.flag_button]),
+            W.HBox([self.csv_path, self.csv_button]), self.message, self.summary, self.table, self.gallery,
+        ]
+        self.add_class("wb-issues")
+        session.on("fit_end", lambda _: self._clear())
+
+    @guarded()
+    def rank(self, split: str = "valid"):
+        """Rank `split` by how likely each label is wrong; shows and returns errors.label_issues(split)."""
+        analysis = self._need()
+        table = analysis.label_issues(split)
+        self.split.value = split
+        self.ranking = table
+        issues = int(table["issue"].sum())
+        self.summary.value = (f'<div class="wb-card"><b>{issues}</b> likely label issues of {len(table)} {split} samples '
+                              f"(cleanlab find_label_issues; top {min(SHOWN, len(table))} shown, most likely first)</div>")
+        head = table.head(SHOWN)
+        self.table.value = table_html(["rank", "id", "given", "suggested", "quality", "p(given)", "issue"], [
+            [r.rank, r.id, r.given_label, r.suggested_label, f"{r.label_quality:.3f}", f"{r.p_given:.2f}",
+             "yes" if r.issue else ""] for r in head.itertuples()])
+        self.gallery.value = self._gallery(head, split)
+        self.message.clear()
+        return table
+
+    @guarded()
+    def flag_top(self, n: int = 10) -> list[int]:
+        """Flag the top n validation label issues in the explorer's list (a note says why)."""
+        analysis = self._need()
+        ids = analysis.flag_label_issues(n=int(n))
+        self._on_flagged()
+        self.message.show(f"Flagged {len(ids)} validation samples for review (see Flagged; Export writes the CSV).", "ok")
+        return ids
+
+    @guarded()
+    def export(self, path) -> Path:
+        """Write the ranking shown as CSV (formula-looking cells neutralised)."""
+        if self.ranking is None:
+            self.rank(self.split.value)
+        out = write_csv(self.ranking, path)
+        self.message.show(f"Wrote {len(self.ranking)} ranked samples to {out.resolve()}", "ok")
+        return out
+
+    def _gallery(self, head, split: str) -> str:
+        items = []
+        for r in head.itertuples():
+            meta = (f'<div class="wb-meta">#{r.rank} · {esc(split)} #{r.id}<br>given <b>{esc(r.given_label)}</b> · '
+                    f"suggests <b>{esc(r.suggested_label)}</b></div>")
+            if self._thumbs is not None:
+                src = self._thumbs[split].get(int(r.id))
+                items.append(f'<figure class="wb-item wb-wrong"><img src="data:image/png;base64,{src}" '
+                             f'alt="{esc(split)} {r.id}">{meta}</figure>')
+            else:
+                text = esc(self.data.item(int(r.id), split))
+                items.append(f'<div class="wb-card-text wb-wrong"><div class="wb-snippet">{text}</div>{meta}</div>')
+        return f'{GALLERY_STYLE}<div class="wb-gallery">{"".join(items)}</div>'
+
+    def _clear(self) -> None:
+        if self.ranking is not None:
+            self.ranking = None
+            self.summary.value = '<span class="wb-muted">The model changed: press Rank again.</span>'
+            self.table.value = self.gallery.value = ""
+
+    def _need(self) -> ErrorAnalysis:
+        analysis = self._analysis()
+        if analysis is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("No predictions yet: train an epoch first (session.step()).")
+        return analysis
