@@ -49,4 +49,4 @@ def digits():
 @pytest.fixture
 def session(digits):
     model = wb.load_backbone("resnet18", num_classes=10, pretrained=False, image_size=16)
-    return wb.Session(digits, model, optimizer="sgd", lr=0.05, batch_size=32)
+    return wb.Session(digits, model, optimizer="sgd", lr=0.05, batch_size=32, schedule="constant")

@@ -19,6 +19,7 @@ import torch
 
 from . import freezing, guards
 from .cache import compute_features
+from .config import auto_lr, auto_schedule
 from .events import EpochStart, ErrorEvent, EvalEnd
 from .loop import EpochPlan, evaluate, rows_of, train_batch, train_epoch
 from .optim import skips_on_device
@@ -32,11 +33,13 @@ class EpochMixin:
         started = time.perf_counter()  # the epoch's wall time includes any cache build and the eval
         self._apply_pending()
         c, epoch = self.config, self.epoch + 1
+        before = self.trainable  # a progressive plan may unfreeze a block now; given back if no step is taken
         self._sync_freeze(freezing.trainable_blocks(self.model, self._freeze_spec, epoch=self.epoch))
         fast, why = self.path()
         criterion = self._epoch_criterion()
         trainable = tuple(self.trainable)
         phase = "cache" if fast else "train"
+        group_lrs = {g["name"]: (g["lr"], g["base_lr"]) for g in self.optimizer.param_groups}
         try:
             with torch.random.fork_rng(devices=self.placement.rng_devices()):
                 self.placement.seed(c.seed * 1_000_003 + epoch)  # per-epoch seed: resume is bit-identical
@@ -48,8 +51,10 @@ class EpochMixin:
                 snapshot = guards.changeable_state(self.model, fast)
                 outcome = train_epoch(plan, self.events, self.control)
         except KeyboardInterrupt:
+            self._untouched(before, group_lrs)
             return None  # before the first step: the weights and the history are as they were
         except Exception as exc:
+            self._untouched(before, group_lrs)
             raise self._fault(guards.describe_fault(exc, phase, epoch), exc, phase, epoch) from exc
         if outcome.batches and not guards.weights_finite(self.optimizer, self.model.head if fast else self.model.module):
             with torch.no_grad():
@@ -57,6 +62,7 @@ class EpochMixin:
             outcome.stopped = "weights became non-finite during the epoch; rolled back to its start"
             outcome.batches = 0
         if outcome.batches == 0 and outcome.stopped is not None:
+            self._untouched(before, group_lrs)
             if outcome.error is not None or "non-finite" in outcome.stopped:
                 raise self._fault(outcome.stopped, outcome.error, "train", epoch)
             return None  # stopped or interrupted before the first step
@@ -90,6 +96,12 @@ class EpochMixin:
 
     def _plan(self, epoch: int, fast: bool, criterion, gen: torch.Generator) -> EpochPlan:
         c, train = self.config, self.data.train
+        lrs = freezing.block_lrs(self.model, auto_lr(c, fast), c.lr_decay)
+        for g in self.optimizer.param_groups:  # the base LRs follow the settings and the path, every epoch
+            g["base_lr"] = lrs[g["name"]]
+        schedule = auto_schedule(c, fast)
+        # an automatic one-cycle runs over the current stretch of head-only epochs (its own clock)
+        first_step = self._head_phase_steps() if fast and c.schedule.name == "auto" else self.global_step
         weights = None
         if c.sampler == "balanced":
             counts = np.bincount(train.labels, minlength=self.data.num_classes).astype(np.float64)
@@ -104,14 +116,31 @@ class EpochMixin:
             inputs = lambda idx: self.pipeline.batch("train", idx, augment)  # noqa: E731
             self.pipeline.prefetch("train", batches)
             forward = self.model.logits
-        factor = c.schedule.factor_fn(len(batches), c.epochs)
+        factor = schedule.factor_fn(len(batches), c.epochs)
         return EpochPlan(
             epoch=epoch, batches=batches, inputs=inputs, labels=self.pipeline.labels("train"),
             forward=forward, criterion=criterion, optimizer=self.optimizer, lr_factor=factor,
-            first_step=self.global_step, l1=c.l1, autocast=self.placement.mixed_precision(c),
+            first_step=first_step, l1=c.l1, autocast=self.placement.mixed_precision(c),
             buffers=list((self.model.head if fast else self.model.module).buffers()),
             deferred=self._deferred_reads(),
         )
+
+    def _untouched(self, trainable: list[str], saved: dict[str, tuple[float, float]]) -> None:
+        """An epoch that took no step gives back what its start changed: the blocks a progressive
+        plan unfroze, and the groups' LRs."""
+        if trainable != self.trainable:
+            self._sync_freeze(trainable)
+        for g in self.optimizer.param_groups:
+            g["lr"], g["base_lr"] = saved[g["name"]]
+
+    def _head_phase_steps(self) -> int:
+        """Steps taken in the epochs since training last went through the body (head-only ones)."""
+        steps = 0
+        for r in reversed(self.history):
+            if not r.fast_path:
+                break
+            steps += r.batches
+        return steps
 
     def _deferred_reads(self) -> bool:
         """Read losses on the host once per logging interval instead of every batch: on CUDA,
@@ -148,9 +177,9 @@ class EpochMixin:
     def _head_name(self) -> str:
         return self.model.block_names[-1]
 
-    def path(self) -> tuple[bool, str]:
+    def path(self, config=None) -> tuple[bool, str]:
         """Whether the next epoch trains on cached features (the fast path), and why (not)."""
-        c = self.config
+        c = config or self.config
         if not c.fast_path:
             return False, "fast path turned off (fast_path=False)"
         body_trainable = [n for n in self.trainable if n != self._head_name()]
@@ -220,10 +249,11 @@ class EpochMixin:
                 self._set_train_mode(fast)
                 trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
                 labels_of = rows_of(plan.labels)
+                base = auto_lr(self.config, fast)
 
                 def one_step(i: int, lr: float) -> float | None:
                     for g in self.optimizer.param_groups:  # keep the discriminative ratios
-                        g["lr"] = lr * g["base_lr"] / self.config.lr
+                        g["lr"] = lr * g["base_lr"] / base
                     idx = plan.batches[i % len(plan.batches)]
                     loss, _ = train_batch(plan, idx, labels_of(idx), trainable, None)
                     return None if loss is None else loss.item()  # the curve needs every value
@@ -246,7 +276,7 @@ class EpochMixin:
     def _fault(self, reason: str, error: BaseException | None, phase: str, epoch: int) -> Exception:
         if self.device.type == "cuda" and guards.is_out_of_memory(error):
             torch.cuda.empty_cache()  # give the failed batch's memory back before the next try
-        exc = guards.fault_error(reason, error, self.config, epoch, phase, self._eval_batch())
+        exc = guards.fault_error(reason, error, self.config, epoch, phase, self._eval_batch(), self._lr())
         self.events.emit("error", ErrorEvent(message=str(exc), where="training", exception=error))
         return exc
 

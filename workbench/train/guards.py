@@ -56,7 +56,7 @@ def describe_fault(error: BaseException, phase: str, epoch: int) -> str:
 
 
 def fault_error(reason: str, error: BaseException | None, config: TrainConfig, epoch: int, phase: str = "train",
-                eval_batch: int = 64) -> Exception:
+                eval_batch: int = 64, lr: float = 1e-3) -> Exception:
     """The exception `fit` raises for a fault: cause, the weights kept, and the fix."""
     kept = ("The weights are those of the last completed step." if phase == "train"
             else "The epoch's training steps are kept (recorded as stopped)." if phase == "valid"
@@ -74,10 +74,10 @@ def fault_error(reason: str, error: BaseException | None, config: TrainConfig, e
         msg = (f"Training failed: {reason}. {kept} If the cause is not in your data or settings, please "
                "report it with this message.")
     elif "rolled back" in reason:
-        msg = f"Training stopped: the {reason}. Lower the learning rate, e.g. session.configure(lr={config.lr / 10:g})."
+        msg = f"Training stopped: the {reason}. Lower the learning rate, e.g. session.configure(lr={lr / 10:g})."
     else:
         msg = (f"Training stopped: {reason} of epoch {epoch}. The weights are those of the last good step (before "
-               f"that batch). Lower the learning rate, e.g. session.configure(lr={config.lr / 10:g}).")
+               f"that batch). Lower the learning rate, e.g. session.configure(lr={lr / 10:g}).")
     exc = DataError(msg) if isinstance(error, DataError) else TrainingError(msg)
     exc.__cause__ = error
     return exc

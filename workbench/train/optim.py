@@ -20,7 +20,7 @@ from ..errors import ConfigError, suggest
 from ..validate import choice, integer, number
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
-SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
+SCHEDULES = ("auto", "constant", "step", "exponential", "cosine", "onecycle")
 
 
 def make_optimizer(
@@ -70,7 +70,8 @@ def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
 class Schedule:
     """An LR multiplier over training steps (batches).
 
-    name: constant | step | exponential | cosine | onecycle
+    name: auto | constant | step | exponential | cosine | onecycle ("auto": one-cycle for a head on
+        cached features, constant otherwise; resolved per epoch by config.auto_schedule)
     step_epochs, gamma: "step" multiplies by gamma every step_epochs epochs; "exponential" by gamma
         every epoch (both change at epoch boundaries, like torch's per-epoch StepLR/ExponentialLR).
     warmup_epochs: linear warm-up from `warmup_start` of the LR, composed with any schedule.

@@ -23,7 +23,8 @@ from ..errors import CheckpointError, ConfigError
 from ..validate import integer
 from . import freezing, state
 from .cache import FeatureCache
-from .config import TrainConfig, check_compatible, check_head_dropout, check_splits, criterion_for, resolve_device
+from .config import (TrainConfig, auto_lr, auto_schedule, check_compatible, check_head_dropout, check_splits,
+                     criterion_for, resolve_device)
 from .control import RunControl
 from .early_stopping import EarlyStopping
 from .epoch import EpochMixin
@@ -227,8 +228,8 @@ class Session(EpochMixin):
         """What the session decided: blocks and LRs, BN policy, path, loss. Printed, not guessed."""
         fast, why = self.path()
         lines = [
-            freezing.describe(self.model, self.trainable, self.config.bn_policy, self.config.lr, self.config.lr_decay),
-            f"optimizer: {self.config.optimizer}  schedule: {self.config.schedule.name}  "
+            freezing.describe(self.model, self.trainable, self.config.bn_policy, self._lr(), self.config.lr_decay),
+            f"optimizer: {self.config.optimizer}  lr: {self._describe_lr()}  schedule: {self._describe_schedule()}  "
             f"loss: {self.criterion()!r}  device: {self.device}",
             f"path: {'cached features' if fast else 'full forward'} ({why})",
         ]
@@ -335,11 +336,29 @@ class Session(EpochMixin):
     def _sync_freeze(self, trainable: list[str]) -> None:
         """Make requires_grad and the optimizer's param groups match `trainable` (state kept)."""
         freezing.apply_freeze(self.model, trainable)
-        freezing.sync_param_groups(self.optimizer, self.model, trainable, self.config.lr, self.config.lr_decay)
+        freezing.sync_param_groups(self.optimizer, self.model, trainable, self._lr(), self.config.lr_decay)
+
+    def _lr(self, c: TrainConfig | None = None) -> float:
+        """The base LR the next epoch starts from: the setting, or the automatic one for its path."""
+        c = c or self.config
+        return auto_lr(c, self.path(c)[0])
+
+    def next_lrs(self) -> dict[str, float]:
+        """Each block's base LR for the next epoch (lr, or lr=None's automatic choice, with lr_decay)."""
+        return freezing.block_lrs(self.model, self._lr(), self.config.lr_decay)
+
+    def _describe_lr(self) -> str:
+        return f"{self._lr():.2e}" + ("" if self.config.lr is not None else
+                                      f" (auto, {'a head on cached features' if self.path()[0] else 'fine-tuning'})")
+
+    def _describe_schedule(self) -> str:
+        name = auto_schedule(self.config, self.path()[0]).name
+        return name + (" (auto)" if self.config.schedule.name == "auto" else "")
 
     def _new_optimizer(self, c: TrainConfig, blocks: list[str]) -> torch.optim.Optimizer:
-        groups = freezing.block_groups(self.model, c.lr, c.lr_decay, blocks)
-        return make_optimizer(c.optimizer, groups, lr=c.lr, weight_decay=c.weight_decay,
+        lr = self._lr(c)
+        groups = freezing.block_groups(self.model, lr, c.lr_decay, blocks)
+        return make_optimizer(c.optimizer, groups, lr=lr, weight_decay=c.weight_decay,
                               momentum=c.momentum, nesterov=c.nesterov)
 
     def _apply_config(self, new: TrainConfig) -> None:
@@ -363,8 +382,8 @@ class Session(EpochMixin):
         elif rebuild:
             optimizer = self._new_optimizer(new, blocks)  # a new optimizer starts fresh
         # -- nothing below can fail --
-        if not moving and not rebuild and (old.lr, old.lr_decay) != (new.lr, new.lr_decay):
-            lrs = freezing.block_lrs(self.model, new.lr, new.lr_decay)
+        if not moving and not rebuild:
+            lrs = freezing.block_lrs(self.model, self._lr(new), new.lr_decay)
             for g in optimizer.param_groups:  # new LRs, optimizer state kept
                 g["base_lr"] = g["lr"] = lrs[g["name"]]
         if moving:

@@ -218,7 +218,7 @@ class TrainingDashboard(W.VBox):
         lay = {"style": {"description_width": "110px"}, "layout": W.Layout(width="290px")}
         self.inputs: dict[str, W.ValueWidget] = {
             "optimizer": W.Dropdown(options=OPTIMIZERS, value=c.optimizer, description="optimizer", **lay),
-            "lr": W.FloatLogSlider(value=c.lr, base=10, min=-6, max=0, step=0.1, readout_format=".1e",
+            "lr": W.FloatLogSlider(value=self._lr_now(), base=10, min=-6, max=0, step=0.1, readout_format=".1e",
                                    description="learning rate", **lay),
             "schedule": W.Dropdown(options=SCHEDULES, value=c.schedule.name, description="LR schedule", **lay),
             "epochs": W.BoundedIntText(value=c.epochs, min=1, max=1000, description="planned epochs", **lay),
@@ -258,6 +258,10 @@ class TrainingDashboard(W.VBox):
         box.set_title(0, "Settings: optimizer, learning rate, loss, regularisation")
         return box
 
+    def _lr_now(self) -> float:
+        """The head's LR for the next epoch (lr=None: the automatic choice for the path)."""
+        return self.session.next_lrs()[self.session.model.block_names[-1]]
+
     def _head_dropout(self) -> float:
         head = self.session.model.head
         drops = [m.p for m in head.modules() if type(m).__name__ == "Dropout"]
@@ -293,7 +297,7 @@ class TrainingDashboard(W.VBox):
     def _sync_controls(self) -> None:
         c, self._syncing = self.session.config, True
         try:
-            values = {"optimizer": c.optimizer, "lr": c.lr, "schedule": c.schedule.name, "epochs": c.epochs,
+            values = {"optimizer": c.optimizer, "lr": self._lr_now(), "schedule": c.schedule.name, "epochs": c.epochs,
                       "batch_size": c.batch_size, "weight_decay": c.weight_decay, "loss": c.loss,
                       "label_smoothing": c.label_smoothing, "focal_gamma": c.focal_gamma,
                       "class_weights": c.class_weights == "balanced", "sampler": c.sampler,

@@ -125,7 +125,7 @@ class FreezePanel(W.VBox):
         try:
             pending = s.has_pending_changes
             upcoming = freezing.trainable_blocks(s.model, s.freeze_spec, epoch=s.epoch)
-            lrs = freezing.block_lrs(s.model, s.config.lr, s.config.lr_decay)
+            lrs = s.next_lrs()
             for name, (box, lr) in self.rows.items():
                 box.value = name in upcoming
                 lr.value = f"{lrs[name]:.2e}" if name in upcoming else "frozen"
