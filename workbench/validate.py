@@ -94,3 +94,19 @@ def from_mapping(cls: type[T], value: Any, name: str, *, shorthand: str | None =
         key = unknown[0]
         raise ConfigError(f"{name} has no field {key!r}.{suggest(str(key), fields)} Fields: {', '.join(fields)}.")
     return cls(**value)
+
+
+def jsonable(value: Any) -> Any:
+    """Settings as plain JSON values (dataclasses as dicts, tuples as lists, numpy scalars as
+    Python numbers): what a recording or a checkpoint can hold and a code cell can print."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return value.tolist()
+    return value

@@ -174,4 +174,6 @@ def load_data(name: str, *, valid_fraction: float = 0.2, seed: int = 0) -> Data:
         ids=list(raw.ids),
     )
     train, valid = stratified_split(full, list(raw.classes), valid_fraction, seed)
-    return Data(raw.kind, list(raw.classes), train, valid, key)
+    data = Data(raw.kind, list(raw.classes), train, valid, key)
+    data.recipe = [{"call": "wb.load_data", "args": [key], "kwargs": {"valid_fraction": valid_fraction, "seed": seed}}]
+    return data

@@ -177,6 +177,8 @@ class Data:
                 "samples into train, or drop the class."
             )
         self.kind, self.classes, self.train, self.valid, self.name = kind, classes, train, valid, str(name)
+        # how it was made, as calls (session.to_code / to_script replay them); None: built in memory
+        self.recipe: list[dict[str, Any]] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -219,7 +221,10 @@ class Data:
             if cap is not None:
                 keep = [rng.choice(p, int(n), replace=False) if 0 <= n < len(p) else p for p, n in zip(keep, cap)]
             parts.append(split.take(np.sort(np.concatenate(keep))))
-        return type(self)(self.kind, self.classes, parts[0], parts[1], self.name)
+        out = type(self)(self.kind, self.classes, parts[0], parts[1], self.name)
+        if self.recipe is not None:
+            out.recipe = [*self.recipe, {"call": "subset", "kwargs": {"train": train, "valid": valid, "seed": seed}}]
+        return out
 
     def __repr__(self) -> str:
         names = [repr(c if len(c) <= 20 else c[:19] + "…") for c in self.classes]
@@ -287,7 +292,10 @@ class Data:
         """ImageFolder layout: one sub-folder per class (or train/ and valid/ holding them)."""
         from .sources import from_folder
 
-        return from_folder(cls, path, valid_fraction=valid_fraction, seed=seed)
+        data = from_folder(cls, path, valid_fraction=valid_fraction, seed=seed)
+        data.recipe = [{"call": "wb.Data.from_folder", "args": [str(Path(path).expanduser().resolve())],
+                        "kwargs": {"valid_fraction": valid_fraction, "seed": seed}}]
+        return data
 
     @classmethod
     def from_dataframe(
@@ -321,7 +329,10 @@ class Data:
         """A torchvision dataset ("CIFAR10", "MNIST", ...): train=True as train, train=False as valid."""
         from .sources import from_torchvision
 
-        return from_torchvision(cls, name, root, download=download, valid_fraction=valid_fraction, seed=seed)
+        data = from_torchvision(cls, name, root, download=download, valid_fraction=valid_fraction, seed=seed)
+        data.recipe = [{"call": "wb.Data.from_torchvision", "args": [name, str(Path(root).expanduser().resolve())],
+                        "kwargs": {"download": download, "valid_fraction": valid_fraction, "seed": seed}}]
+        return data
 
     @classmethod
     def from_hf(
@@ -339,4 +350,6 @@ class Data:
         from .sources import from_hf
 
         kw = dict(text=text, label=label, train_split=train_split, valid_split=valid_split, seed=seed)
-        return from_hf(cls, name, valid_fraction=valid_fraction, **kw)
+        data = from_hf(cls, name, valid_fraction=valid_fraction, **kw)
+        data.recipe = [{"call": "wb.Data.from_hf", "args": [name], "kwargs": {**kw, "valid_fraction": valid_fraction}}]
+        return data

@@ -81,6 +81,7 @@ class Model:
         pooled: Callable[[Any], torch.Tensor] | None = None,
         select: Callable[[torch.Tensor, Any], torch.Tensor] | None = None,
     ) -> None:
+        self.recipe: dict[str, Any] | None = None  # the call that builds it (set by load_backbone)
         self.name = name
         self.kind = kind
         self.num_classes = num_classes

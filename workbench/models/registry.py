@@ -194,5 +194,10 @@ def load_backbone(
     else:
         from .hf_backbones import build_transformers as build
     opts = dict(image_size=image_size) if info.kind == "image" else dict(max_length=max_length)
-    return seeded(seed, lambda: build(info, num_classes, pretrained, granularity=granularity,
-                                      head_dropout=float(head_dropout), **opts))  # fmt: skip
+    model = seeded(seed, lambda: build(info, num_classes, pretrained, granularity=granularity,
+                                       head_dropout=float(head_dropout), **opts))  # fmt: skip
+    # how to build it again (session.to_code, to_script): the call, with its arguments
+    model.recipe = {"call": "wb.load_backbone", "args": [name, num_classes],
+                    "kwargs": {"pretrained": pretrained, **{k: v for k, v in opts.items() if v is not None},
+                               "granularity": granularity, "head_dropout": float(head_dropout), "seed": seed}}
+    return model

@@ -25,6 +25,7 @@ class RunControl:
         self._lock = threading.Lock()
         self.holder = ""
         self.stop_reason = "stopped by user"
+        self.stop_after: int | None = None  # batches after which the current epoch stops (a replayed stop)
 
     @property
     def busy(self) -> bool:
@@ -44,6 +45,7 @@ class RunControl:
     def release(self) -> None:
         self.stop_flag.clear()
         self.stop_reason = "stopped by user"
+        self.stop_after = None
         self.holder = ""
         self._lock.release()
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+from ..validate import jsonable
 from . import freezing, guards
 from .cache import compute_features
 from .config import auto_lr, auto_schedule
@@ -238,6 +240,7 @@ class EpochMixin:
 
         lrs = check_range(start, end, steps)
         self.control.acquire("finding the learning rate")
+        self._record("find_lr", start=float(start), end=float(end), steps=int(steps))
         weights = {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}
         opt_state = copy.deepcopy(self.optimizer.state_dict())
         try:
@@ -270,6 +273,51 @@ class EpochMixin:
             with torch.no_grad():
                 self.model.module.load_state_dict(weights)
             self.optimizer.load_state_dict(opt_state)
+            self.control.release()
+
+    def fit_head(self, C=None) -> EpochResult:
+        """Fit the head exactly on the cached features and record it as an epoch (one step): the
+        optimum a frozen backbone allows, in seconds. Multinomial logistic regression by L-BFGS,
+        its L2 strength chosen by 3-fold cross-validation on the train split from C in
+        (0.1, 1, 10, 100) unless `C` is given (a value or a list). Needs every block below the head
+        frozen (the fast path); the head's optimizer state starts fresh afterwards."""
+        from .head_fit import fit_linear_head, linear_head
+
+        fast, why = self.path()
+        if not fast:
+            raise ConfigError(f"fit_head needs the head alone on cached features, but the next epoch is a full "
+                              f"forward ({why}). Freeze the body first: session.freeze('head').")
+        linear = linear_head(self.model.head)
+        self.control.acquire("fitting the head")
+        started = time.perf_counter()
+        try:
+            epoch, criterion = self.epoch + 1, self._epoch_criterion()
+            x, y = self._features("train"), self.pipeline.labels("train")
+            weight = getattr(criterion, "weight", None)
+            fit = fit_linear_head(x, y, self.data.num_classes, C, class_weight=weight, seed=self.config.seed)
+            with torch.no_grad():
+                linear.weight.copy_(fit.weight.to(linear.weight))
+                linear.bias.copy_(fit.bias.to(linear.bias))
+            for p in linear.parameters():
+                self.optimizer.state.pop(p, None)  # Adam moments of another solution would pull it away
+            with torch.no_grad():
+                train_acc = float((self.model.head.eval()(x).argmax(1) == y).float().mean())
+            valid = self._evaluate(True, criterion, epoch)
+            cv = ", ".join(f"C={c:g}: {a:.3f}" for c, a in fit.cv_accuracy.items())
+            result = EpochResult(
+                epoch=epoch, train_loss=fit.loss, train_accuracy=train_acc, valid_loss=valid[0],
+                valid_accuracy=valid[1], valid_macro_f1=valid[2],
+                lrs={g["name"]: g["lr"] for g in self.optimizer.param_groups}, trainable=tuple(self.trainable),
+                fast_path=True, path_reason=(f"exact head fit: logistic regression by L-BFGS, {fit.iterations} "
+                                             f"iterations, C={fit.C:g}" + (f" by 3-fold CV on train ({cv})" if cv else "")),
+                epoch_time_s=time.perf_counter() - started, samples_per_s=len(y) / max(time.perf_counter() - started, 1e-9),
+                batches=1, num_batches=1, batch_losses=(fit.loss,), batch_lrs=(self.optimizer.param_groups[-1]["lr"],),
+            )
+            self.history.append(result)
+            self._record("fit_head", C=jsonable(C))
+            self.events.emit("epoch_end", result)
+            return result
+        finally:
             self.control.release()
 
     # ---- faults -----------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
         for b, idx in enumerate(plan.batches):
             while not control.go.is_set() and not control.stop_flag.is_set():  # paused: wait between batches
                 control.go.wait(0.05)
-            if control.stop_flag.is_set():
+            if control.stop_flag.is_set() or b == control.stop_after:
                 out.stopped = f"{control.stop_reason} after batch {b}/{n_batches}"
                 break
             set_lrs(plan.optimizer, plan.lr_factor(plan.first_step + b))

@@ -14,13 +14,14 @@ took none) nothing changed at all (docs/ARCHITECTURE.md, "Faults").
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..validate import integer
+from ..validate import integer, jsonable
 from . import freezing, state
 from .cache import FeatureCache
 from .config import (TrainConfig, auto_lr, auto_schedule, check_compatible, check_head_dropout, check_splits,
@@ -69,6 +70,10 @@ class Session(EpochMixin):
             model.set_head_dropout(config.head_dropout)
         freezing.apply_freeze(model, trainable)
         self.optimizer = self._new_optimizer(config, trainable)
+        # every change that took effect, in order: session.to_code() replays it (see recording.py)
+        self.recording: list[dict[str, Any]] = [{
+            "op": "session", "data": data.recipe, "data_name": data.name, "model": model.recipe,
+            "model_name": model.name, "freeze": state.freeze_spec_to_json(freeze), "settings": jsonable(settings)}]
 
     # ---- public API -----------------------------------------------------------------------
     @property
@@ -132,6 +137,7 @@ class Session(EpochMixin):
             if free:
                 self._freeze_spec = spec
                 self._sync_freeze(trainable)
+                self._record("freeze", spec=state.freeze_spec_to_json(spec))
             else:
                 self._pending["freeze"] = spec
         self._changed("freeze", pending=not free)
@@ -149,6 +155,7 @@ class Session(EpochMixin):
         with self.control.unless_busy() as free:
             if free:
                 self._apply_config(new)
+                self._record("configure", settings=jsonable(settings))
             else:
                 self._pending["config"] = merged
         self._changed("settings", pending=not free)
@@ -160,13 +167,15 @@ class Session(EpochMixin):
         results = self.fit(1, progress=progress)
         return results[-1] if results else None
 
-    def fit(self, epochs: int = 1, progress: bool | None = None) -> list[EpochResult]:
+    def fit(self, epochs: int = 1, progress: bool | None = None, stop_after: int | None = None) -> list[EpochResult]:
         """Train `epochs` epochs (fewer if stopped, interrupted or early-stopped). On a fault it
         records what the epoch did and raises a WorkbenchError naming the cause and the fix; the
         notebook's Interrupt button stops it after the current batch, like `stop()`.
 
         progress: progress bars (tqdm) for epochs, the feature-cache build and the valid pass;
-        None = on in notebooks and terminals, off in pipes (workbench.progress)."""
+        None = on in notebooks and terminals, off in pipes (workbench.progress).
+        stop_after: stop the last epoch after this many batches, as stop() would (to_code replays a
+        stopped epoch with it)."""
         epochs = integer("epochs", epochs, low=1, hint="The number of epochs to train, e.g. session.fit(3).")
         if progress is None:
             from ..progress import enabled_by_default
@@ -176,34 +185,45 @@ class Session(EpochMixin):
             from ..progress import ProgressBars
 
             with ProgressBars(self):
-                return self.fit(epochs, progress=False)
+                return self.fit(epochs, progress=False, stop_after=stop_after)
+        if stop_after is not None:
+            stop_after = integer("stop_after", stop_after, low=0, hint="Batches of the last epoch to train.")
         self.control.acquire("training")
         first, results, reason = self.epoch, [], "error"
+        self._epoch_at_fit = first
         # Denormal floats made CPU epochs 35x slower here (0.6 s -> 22 s for the same epoch).
         # The flag is per thread and inherited by threads created later, so it is set in the
         # thread that trains, before its OpenMP team starts (see workbench._flush_denormals).
         torch.set_flush_denormal(True)
         try:
             with self.control.interrupt_stops():
-                results, reason = self._fit(epochs)
+                results, reason = self._fit(epochs, stop_after)
         finally:
             self.control.release()
             self.events.emit("fit_end", FitEnd(self.epoch - first, reason))
         return results
 
-    def _fit(self, epochs: int) -> tuple[list[EpochResult], str]:
+    def _fit(self, epochs: int, stop_after: int | None) -> tuple[list[EpochResult], str]:
         results: list[EpochResult] = []
         self.events.emit("fit_start", FitStart(epochs, self.epoch + 1))
-        for _ in range(epochs):
+        for e in range(epochs):
             if self.control.stop_flag.is_set():
                 return results, "stopped"
-            result = self._run_epoch()
+            self.control.stop_after = stop_after if e == epochs - 1 else None
+            try:
+                result = self._run_epoch()
+            except Exception:
+                if self.history and len(self.history) > len(results) + self._epoch_at_fit:
+                    self._record_epoch(self.history[-1])  # a fault recorded a stopped epoch
+                raise
             if result is None:  # stopped or interrupted before its first step: nothing changed
                 return results, "stopped"
             results.append(result)
+            early = not result.stopped and self.early_stopping.due(self.config.early_stopping, self.epoch)
+            self._record_epoch(result, early_stopped=early)
             if result.stopped:
                 return results, "stopped"
-            if self.early_stopping.due(self.config.early_stopping, self.epoch):
+            if early:
                 self.predictions = self.early_stopping.restore(self.model.module)  # the best weights
                 self._body_version += 1
                 return results, "early stopping"
@@ -234,6 +254,14 @@ class Session(EpochMixin):
             f"path: {'cached features' if fast else 'full forward'} ({why})",
         ]
         return "\n".join(lines)
+
+    def to_code(self) -> str:
+        """A Python cell that rebuilds this run from nothing: data, backbone, settings, freeze plans
+        and epochs in the order they took effect. On the CPU it reproduces the weights and the
+        history bit for bit (epochs are seeded from (seed, epoch))."""
+        from .recording import to_code
+
+        return to_code(self.recording)
 
     def features(self, split: str = "valid") -> torch.Tensor:
         """The head's input for every sample of `split` (N, D), in sample order, from the current
@@ -271,6 +299,7 @@ class Session(EpochMixin):
             "predictions": state.predictions_to_dict(self.predictions),
             "previous_predictions": state.predictions_to_dict(self.previous_predictions),
             "early_stopping": self.early_stopping.to_dict(),
+            "recording": copy.deepcopy(self.recording),
             "rng": {"seeding": "per epoch: torch seed*1000003+epoch, batch order seed*7919+epoch"},
         }
 
@@ -298,6 +327,7 @@ class Session(EpochMixin):
             self.history = checked.history
             self.predictions, self.previous_predictions = checked.predictions, checked.previous_predictions
             self.early_stopping = EarlyStopping(checked.best)
+            self.recording = copy.deepcopy(checked.recording)
             self._body_version += 1  # the cached features were computed from other weights
             self.cache.invalidate()
             self._criterion_cache = None
@@ -396,10 +426,29 @@ class Session(EpochMixin):
         pending, self._pending = self._pending, {}
         if "config" in pending:
             self._apply_config(self.config.replace(**pending["config"]))
+            self._record("configure", settings=jsonable(pending["config"]))
         if "freeze" in pending:
             self._freeze_spec = pending["freeze"]
+            self._record("freeze", spec=state.freeze_spec_to_json(pending["freeze"]))
         if pending:
             self._changed("pending applied")
+
+    def _record(self, op: str, **fields: Any) -> None:
+        self.recording.append({"op": op, **fields})
+
+    def _record_epoch(self, result: EpochResult, early_stopped: bool = False) -> None:
+        """Epochs run back to back form one fit(n) entry (per-epoch seeds make fit(1) + fit(1) the
+        same as fit(2)); a stopped or early-stopped epoch closes it."""
+        last = self.recording[-1]
+        if last["op"] == "fit" and not last.get("closed"):
+            last["epochs"] += 1
+        else:
+            last = {"op": "fit", "epochs": 1}
+            self.recording.append(last)
+        if result.stopped is not None:
+            last.update(stop_after=result.batches, closed=True, stopped=result.stopped)
+        if early_stopped:
+            last["closed"] = True
 
     def _changed(self, what: str, pending: bool = False) -> None:
         self.events.emit("config_change", ConfigChange(what, pending))

@@ -21,7 +21,7 @@ from .records import EpochResult, Predictions
 
 STATE_FORMAT = 2
 KEYS = ("format", "backbone", "data", "model", "optimizer", "optimizer_groups", "config", "freeze", "trainable",
-        "pending", "history", "predictions", "previous_predictions", "early_stopping")
+        "pending", "history", "predictions", "previous_predictions", "early_stopping", "recording")
 PREDICTION_ARRAYS = ("logits", "labels", "losses", "ids")
 
 
@@ -91,6 +91,7 @@ class CheckedState:
     history: list[EpochResult]
     predictions: Predictions | None
     previous_predictions: Predictions | None
+    recording: list[dict[str, Any]]
     best: tuple[float, int, dict[str, torch.Tensor], Predictions | None] | None
 
 
@@ -139,6 +140,7 @@ def check_state(sd: Any, model, data) -> CheckedState:
         trainable=trainable, pending=pending, history=history,
         predictions=predictions_from_dict(sd["predictions"], n, k, "predictions"),
         previous_predictions=predictions_from_dict(sd["previous_predictions"], n, k, "previous predictions"), best=best,
+        recording=_parse(lambda: [dict(e) for e in sd["recording"]], "recording of changes"),
     )
 
 
