@@ -42,8 +42,9 @@ class PlainLoop:
         self.eval_batch = eval_batch
         freezing.apply_freeze(model, self.trainable)
         model.module.to(session.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        groups = freezing.param_groups(model, c.lr, c.lr_decay, blocks=self.trainable)
-        self.opt = torch.optim.AdamW(groups, lr=c.lr, fused=True if fused else None)
+        lr = session._lr()  # the Session's base LR for this path (its lr=None means automatic)
+        groups = freezing.param_groups(model, lr, c.lr_decay, blocks=self.trainable)
+        self.opt = torch.optim.AdamW(groups, lr=lr, fused=True if fused else None)
         self.batch_size = c.batch_size
         p = session.pipeline
         self.data = {s: p.batcher(s) for s in ("train", "valid")}
