@@ -22,7 +22,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..validate import integer, jsonable
-from . import freezing, state
+from . import freezing, runs, state
 from .cache import FeatureCache
 from .config import (TrainConfig, auto_lr, auto_schedule, check_compatible, check_head_dropout, check_splits,
                      criterion_for, resolve_device)
@@ -41,8 +41,10 @@ REBUILD = ("optimizer", "momentum", "nesterov", "weight_decay")
 class Session(EpochMixin):
     """Fine-tune `model` on `data`, one epoch at a time. See TrainConfig for the settings."""
 
-    def __init__(self, data, model, *, freeze: Any = "head", **settings: Any) -> None:
+    def __init__(self, data, model, *, freeze: Any = "head", name: str | None = None, **settings: Any) -> None:
         config = TrainConfig().replace(**settings)  # validates every setting first
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"name must be a string (how the run is shown in comparisons), got {name!r}.")
         check_compatible(data, model)
         check_splits(data)
         criterion_for(config, data)
@@ -70,6 +72,8 @@ class Session(EpochMixin):
             model.set_head_dropout(config.head_dropout)
         freezing.apply_freeze(model, trainable)
         self.optimizer = self._new_optimizer(config, trainable)
+        default_name = runs.register(self)  # this kernel's runs, for wb.compare and the Compare view
+        self.name = name or default_name
         # every change that took effect, in order: session.to_code() replays it (see recording.py)
         self.recording: list[dict[str, Any]] = [{
             "op": "session", "data": data.recipe, "data_name": data.name, "model": model.recipe,
@@ -262,6 +266,22 @@ class Session(EpochMixin):
         from .recording import to_code
 
         return to_code(self.recording)
+
+    def predict(self, items):
+        """Labels and probabilities for new items (PIL images, image paths or strings), with the same
+        preprocessing as the valid split (workbench.models.export)."""
+        from ..models.export import predict
+
+        return predict(self.model, self.data.classes, items, device=self.device)
+
+    def export(self, folder, format: str = "native"):
+        """Write the fine-tuned model in its own library's format, loadable without workbench
+        (wb.load_exported gives a predictor back); format="onnx" adds an ONNX file."""
+        from ..models.export import export
+
+        if self.running:
+            raise ConfigError(f"Cannot export while {self.control.holder}; stop or wait for it to end.")
+        return export(self.model, self.data.classes, folder, format=format)
 
     def features(self, split: str = "valid") -> torch.Tensor:
         """The head's input for every sample of `split` (N, D), in sample order, from the current
