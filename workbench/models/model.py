@@ -283,6 +283,10 @@ class Model:
         return [mods[p] for p, b in self._module_blocks().items() if b == block_name and p]
 
     # ------------------------------------------------------------------------------- forward
+    def modules_changed(self) -> None:
+        """Forget what was read from the module tree (after layers were swapped, e.g. SyncBatchNorm)."""
+        self._tensors = self._module_map = self._submodules = None
+
     def _module_inputs(self, inputs: Any) -> Any:
         """Check `inputs` and turn raw strings into tokenized tensors."""
         if self.kind == "image":
@@ -301,10 +305,12 @@ class Model:
             )
         return inputs
 
-    def logits(self, inputs: Any) -> torch.Tensor:
-        """Class scores (B, num_classes): one call for images (a tensor) and texts (tokenized dict)."""
+    def logits(self, inputs: Any, module: nn.Module | None = None) -> torch.Tensor:
+        """Class scores (B, num_classes): one call for images (a tensor) and texts (tokenized dict).
+        `module`: call this wrapper of the module instead (a DistributedDataParallel of it)."""
         inputs = self._module_inputs(inputs)
-        out = self.module(inputs) if self.kind == "image" else self.module(**inputs)
+        module = self.module if module is None else module
+        out = module(inputs) if self.kind == "image" else module(**inputs)
         return out if isinstance(out, torch.Tensor) else out.logits
 
     def features(self, inputs: Any) -> torch.Tensor:

@@ -95,6 +95,8 @@ def load(path) -> dict[str, Any]:
     """Read a checkpoint folder back into a state dict (files and JSON schema checked here; the
     state's fit to a model and data is checked by state.check_state)."""
     folder = Path(path).expanduser()
+    if not (folder / "session.json").is_file() and (folder / "checkpoint" / "session.json").is_file():
+        folder = folder / "checkpoint"  # a run folder written by a launched script (train/launch.py)
     if not folder.is_dir():
         raise CheckpointError(f"No checkpoint folder at {str(folder)!r}. Pass the path given to session.save().")
     missing = [f for f in FILES if not (folder / f).is_file()]
@@ -133,15 +135,21 @@ def load(path) -> dict[str, Any]:
 
 
 def reload_data(meta: dict[str, Any]):
-    """The bundled dataset a checkpoint names, split as it was; others must be passed in."""
+    """The data a checkpoint names, made again from its recipe (or a bundled set by name);
+    data built in memory must be passed in."""
     from ..data import list_datasets, load_data
+    from ..data.recipes import replay
 
     name = meta.get("name")
-    if name not in list_datasets():
+    if meta.get("recipe"):
+        data = replay(meta["recipe"])  # the calls that made it: the same splits
+    elif name in list_datasets():
+        data = load_data(name)
+    else:
         raise CheckpointError(
-            f"The checkpoint was trained on data {name!r}, which is not bundled; pass it: wb.Session.load(path, data=...)."
+            f"The checkpoint was trained on data {name!r}, which was built in memory; pass it: "
+            "wb.Session.load(path, data=...)."
         )
-    data = load_data(name)
     sizes = (len(data.train), len(data.valid))
     if sizes != (meta.get("train"), meta.get("valid")):
         raise DataError(

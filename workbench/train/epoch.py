@@ -52,6 +52,8 @@ class EpochMixin:
                 self._set_train_mode(fast)
                 snapshot = guards.changeable_state(self.model, fast)
                 outcome = train_epoch(plan, self.events, self.control)
+                if self._dist is not None:
+                    self._dist.combine(outcome)
         except KeyboardInterrupt:
             self._untouched(before, group_lrs)
             return None  # before the first step: the weights and the history are as they were
@@ -110,6 +112,9 @@ class EpochMixin:
             weights = torch.from_numpy(1.0 / counts[train.labels])
         batches = self.pipeline.order("train", c.batch_size, gen, shuffle=True, sample_weights=weights,
                                       by_length=not fast)
+        dist = self._dist
+        if dist is not None:
+            batches = dist.shard(batches)  # this process's part of every batch
         if fast:
             inputs: Callable = rows_of(self._features("train"))
             forward: Callable = self.model.head
@@ -118,13 +123,16 @@ class EpochMixin:
             inputs = lambda idx: self.pipeline.batch("train", idx, augment)  # noqa: E731
             self.pipeline.prefetch("train", batches)
             forward = self.model.logits
+        if dist is not None and dist.active:  # gradients averaged across the processes (DDP)
+            forward = dist.forward(self.model, self.model.head if fast else self.model.module, fast)
         factor = schedule.factor_fn(len(batches), c.epochs)
         return EpochPlan(
             epoch=epoch, batches=batches, inputs=inputs, labels=self.pipeline.labels("train"),
             forward=forward, criterion=criterion, optimizer=self.optimizer, lr_factor=factor,
             first_step=first_step, l1=c.l1, autocast=self.placement.mixed_precision(c),
             buffers=list((self.model.head if fast else self.model.module).buffers()),
-            deferred=self._deferred_reads(),
+            deferred=self._deferred_reads() and (dist is None or not dist.active),
+            finite=dist.all_finite if dist is not None and dist.active else None,
         )
 
     def _untouched(self, trainable: list[str], saved: dict[str, tuple[float, float]]) -> None:
@@ -156,6 +164,9 @@ class EpochMixin:
         """The valid pass; the predictions change only once it has completed."""
         freezing.set_training(self.model.submodules(), False)  # = module.eval()
         order = self.pipeline.order("valid", self._eval_batch(), None, shuffle=False, by_length=True)
+        dist = self._dist if self._dist is not None and self._dist.active else None
+        if dist is not None:
+            order = dist.shard_order(order)
         if fast:
             inputs: Callable = rows_of(self._features("valid"))
             forward: Callable = self.model.head
@@ -164,7 +175,9 @@ class EpochMixin:
             self.pipeline.prefetch("valid", order)
         labels = self.pipeline.labels("valid")
         logits, losses = evaluate(order, inputs, labels, forward, criterion, self.placement.mixed_precision(self.config),
-                                  progress=self.events.progress("validation", len(order)))
+                                  progress=self.events.progress("validation", len(order)), some=dist is not None)
+        if dist is not None:
+            logits, losses = dist.merge(logits, losses)  # every process gets every row
         y = self.data.valid.labels
         pred = logits.argmax(1)
         acc = float((pred == y).mean())

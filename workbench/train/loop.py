@@ -41,6 +41,8 @@ class EpochPlan:
     # read losses on the host only at logging intervals; needs an optimizer that skips on the
     # device (optim.skips_on_device). The Session turns it on for CUDA.
     deferred: bool = False
+    # eager mode's check of a loss; distributed runs ask every process (train.distributed)
+    finite: Callable[[torch.Tensor], bool] | None = None
 
 
 @dataclass
@@ -218,7 +220,7 @@ def train_batch(plan: EpochPlan, idx: torch.Tensor, y: torch.Tensor, trainable: 
         loss = loss + plan.l1 * sum(p.abs().sum() for p in trainable if p.ndim > 1)
     if guard is not None:
         guard.observe(loss)  # no host sync: a bad step becomes a no-op on the device
-    elif not math.isfinite(loss.item()):  # eager mode (CPU: reading a CPU tensor is no sync)
+    elif not (plan.finite(loss) if plan.finite is not None else math.isfinite(loss.item())):  # eager mode
         return None, logits
     plan.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -245,19 +247,22 @@ def evaluate(
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     progress: Callable[[int], None] = lambda done: None,
+    some: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits and per-sample losses for every sample, in sample order, in one pass;
-    `progress(batches done)` after each batch."""
+    `progress(batches done)` after each batch. some=True: `batches` cover only some samples (a
+    process's share), the others' rows are zeros."""
     n = len(labels)
     logits_all: torch.Tensor | None = None
-    losses = torch.empty(n, dtype=torch.float32, device=labels.device)
+    make = torch.zeros if some else torch.empty
+    losses = make(n, dtype=torch.float32, device=labels.device)
     progress(0)
     for b, idx in enumerate(batches):
         idx_dev = idx.to(labels.device)
         with autocast():
             logits = forward(inputs(idx)).float()
         if logits_all is None:
-            logits_all = torch.empty((n, logits.shape[1]), dtype=torch.float32, device=logits.device)
+            logits_all = make((n, logits.shape[1]), dtype=torch.float32, device=logits.device)
         logits_all[idx_dev] = logits
         losses[idx_dev] = criterion(logits, labels[idx_dev]).float()
         progress(b + 1)

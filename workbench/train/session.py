@@ -66,6 +66,7 @@ class Session(EpochMixin):
         self.cache = FeatureCache()
         self._criterion_cache: tuple[TrainConfig, Any] | None = None
         self._defer_reads: bool | None = None  # None: deferred on CUDA (see _deferred_reads)
+        self._dist = None  # set by distribute(): one process of several (train/distributed.py)
         place_model(model, device, config.channels_last)
         self.placement = Placement(data, model, config, device, self.events.progress)
         if config.head_dropout is not None:
@@ -267,6 +268,27 @@ class Session(EpochMixin):
 
         return to_code(self.recording)
 
+    def distribute(self, accelerator) -> None:
+        """Train as one process of a distributed run made by Hugging Face Accelerate (the script
+        that `to_script` writes calls this): each process takes its share of every batch,
+        gradients are averaged through Accelerator.prepare (DDP), and the history is the same on
+        every process. The session moves to the accelerator's device."""
+        from .distributed import Distributed
+
+        dist = Distributed(accelerator)
+        dist.check(self)
+        if dist.device.type != self.device.type or (dist.device.type == "cuda" and dist.device != self.device):
+            self.configure(device="cpu" if dist.device.type == "cpu" else f"cuda:{dist.device.index or 0}")
+        dist.sync_batchnorm(self.model)
+        self._dist = dist
+
+    def to_script(self, path, **options):
+        """Write a Python script that runs this fine-tuning under `accelerate launch` (one or many GPUs,
+        several machines, or CPU processes); see workbench.train.script.write_script."""
+        from .script import write_script
+
+        return write_script(self, path, **options)
+
     def predict(self, items):
         """Labels and probabilities for new items (PIL images, image paths or strings), with the same
         preprocessing as the valid split (workbench.models.export)."""
@@ -304,10 +326,11 @@ class Session(EpochMixin):
         pending = {k: (state.freeze_spec_to_json(v) if k == "freeze" else dict(v)) for k, v in self._pending.items()}
         return {
             "format": state.STATE_FORMAT,
+            "name": self.name,
             "backbone": {"name": m.name, "num_classes": m.num_classes, "options": dict(m.options),
                          "library": getattr(m, "library", None), "rebuildable": bool(getattr(m, "rebuildable", True))},
             "data": {"name": d.name, "kind": d.kind, "classes": list(d.classes), "train": len(d.train),
-                     "valid": len(d.valid)},
+                     "valid": len(d.valid), "recipe": copy.deepcopy(d.recipe)},
             "model": state.cpu_copy(m.module.state_dict()),
             "optimizer": state.cpu_copy(self.optimizer.state_dict()),
             "optimizer_groups": [g["name"] for g in self.optimizer.param_groups],
@@ -378,7 +401,8 @@ class Session(EpochMixin):
                     "by name: pass it, wb.Session.load(path, model=wb.Model.from_module(...)).")
             model = load_backbone(backbone["name"], backbone["num_classes"], pretrained=False, **backbone["options"])
         config = state.check_state(sd, model, data).config
-        session = cls(data, model, freeze=state.freeze_spec_from_json(sd["freeze"]), **config.to_dict())
+        session = cls(data, model, freeze=state.freeze_spec_from_json(sd["freeze"]), name=sd.get("name"),
+                      **config.to_dict())
         session.load_state_dict(sd)
         return session
 
