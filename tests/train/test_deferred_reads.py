@@ -8,6 +8,7 @@ and still keeps the last good step when a loss goes non-finite.
 
 from __future__ import annotations
 
+import contextlib
 import pytest
 import torch
 
@@ -79,3 +80,34 @@ def test_deferred_non_finite_loss_keeps_the_last_good_step(digits) -> None:
 def test_rmsprop_has_no_device_skip_so_it_stays_eager(digits) -> None:
     s = make(digits, True, optimizer="rmsprop")
     assert s._deferred_reads() is False and make(digits, True)._deferred_reads() is True
+
+
+def test_measuring_autocast_picks_the_faster_and_gives_everything_back(digits) -> None:
+    """The amp="auto" probe (used on CUDA) times bf16 against float32 for one training step, picks
+    the faster, and leaves BatchNorm buffers and gradients as they were."""
+    import time
+
+    from workbench.train.placement import measure_autocast
+
+    for slow in ("bf16", "float32"):
+        def fake(autocast, slow=slow) -> None:
+            is_bf16 = autocast is not contextlib.nullcontext
+            time.sleep(0.02 if (slow == "bf16") == is_bf16 else 0.0)
+
+        faster_bf16, note = measure_autocast(fake, torch.device("cpu"), [], [])
+        assert faster_bf16 is (slow == "float32") and note.startswith("float32" if slow == "bf16" else "bf16")
+    s = make(digits, False)
+    module = s.model.module
+    module.train()
+    x, y = s.pipeline.batch("train", torch.arange(16)), s.pipeline.labels("train")[:16]
+    before = weights(module)
+
+    def step(autocast) -> None:
+        with autocast():
+            loss = torch.nn.functional.cross_entropy(s.model.logits(x), y)
+        loss.backward()
+
+    measure_autocast(step, torch.device("cpu"), list(module.buffers()), list(module.parameters()))
+    after = weights(module)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in module.parameters())

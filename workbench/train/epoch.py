@@ -125,11 +125,14 @@ class EpochMixin:
             forward = self.model.logits
         if dist is not None and dist.active:  # gradients averaged across the processes (DDP)
             forward = dist.forward(self.model, self.model.head if fast else self.model.module, fast)
+        amp_key = (tuple(self.trainable), fast, c.batch_size)
+        if not fast and batches and self.placement.needs_amp_measurement(c, amp_key):
+            self._measure_amp(amp_key, inputs, forward, criterion, batches[0])
         factor = schedule.factor_fn(len(batches), c.epochs)
         return EpochPlan(
             epoch=epoch, batches=batches, inputs=inputs, labels=self.pipeline.labels("train"),
             forward=forward, criterion=criterion, optimizer=self.optimizer, lr_factor=factor,
-            first_step=first_step, l1=c.l1, autocast=self.placement.mixed_precision(c),
+            first_step=first_step, l1=c.l1, autocast=self.placement.mixed_precision(c, amp_key),
             buffers=list((self.model.head if fast else self.model.module).buffers()),
             deferred=self._deferred_reads() and (dist is None or not dist.active),
             finite=dist.all_finite if dist is not None and dist.active else None,
@@ -142,6 +145,21 @@ class EpochMixin:
             self._sync_freeze(trainable)
         for g in self.optimizer.param_groups:
             g["lr"], g["base_lr"] = saved[g["name"]]
+
+    def _measure_amp(self, key: tuple, inputs, forward, criterion, idx: torch.Tensor) -> None:
+        """amp="auto" on CUDA: is bf16 autocast faster than float32 for this training step?"""
+        from .placement import measure_autocast
+
+        x, y = inputs(idx), self.pipeline.labels("train")[idx.to(self.device)]
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self._set_train_mode(False)
+
+        def step(autocast) -> None:
+            with autocast():
+                loss = criterion(forward(x), y).mean()
+            loss.backward()
+
+        self.placement.amp_measured[key] = measure_autocast(step, self.device, list(self.model.module.buffers()), params)
 
     def _head_phase_steps(self) -> int:
         """Steps taken in the epochs since training last went through the body (head-only ones)."""
@@ -174,7 +192,8 @@ class EpochMixin:
             inputs, forward = (lambda idx: self.pipeline.batch("valid", idx)), self.model.logits
             self.pipeline.prefetch("valid", order)
         labels = self.pipeline.labels("valid")
-        logits, losses = evaluate(order, inputs, labels, forward, criterion, self.placement.mixed_precision(self.config),
+        amp = self.placement.mixed_precision(self.config, (tuple(self.trainable), fast, self.config.batch_size))
+        logits, losses = evaluate(order, inputs, labels, forward, criterion, amp,
                                   progress=self.events.progress("validation", len(order)), some=dist is not None)
         if dist is not None:
             logits, losses = dist.merge(logits, losses)  # every process gets every row

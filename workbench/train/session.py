@@ -257,6 +257,7 @@ class Session(EpochMixin):
             f"optimizer: {self.config.optimizer}  lr: {self._describe_lr()}  schedule: {self._describe_schedule()}  "
             f"loss: {self.criterion()!r}  device: {self.device}",
             f"path: {'cached features' if fast else 'full forward'} ({why})",
+            f"mixed precision: {self._describe_amp(fast)}",
         ]
         return "\n".join(lines)
 
@@ -371,6 +372,8 @@ class Session(EpochMixin):
             self.predictions, self.previous_predictions = checked.predictions, checked.previous_predictions
             self.early_stopping = EarlyStopping(checked.best)
             self.recording = copy.deepcopy(checked.recording)
+            if isinstance(sd.get("name"), str):
+                self.name = sd["name"]
             self._body_version += 1  # the cached features were computed from other weights
             self.cache.invalidate()
             self._criterion_cache = None
@@ -424,6 +427,15 @@ class Session(EpochMixin):
     def _describe_lr(self) -> str:
         return f"{self._lr():.2e}" + ("" if self.config.lr is not None else
                                       f" (auto, {'a head on cached features' if self.path()[0] else 'fine-tuning'})")
+
+    def _describe_amp(self, fast: bool) -> str:
+        c = self.config
+        if c.amp == "off" or (c.amp == "auto" and self.device.type != "cuda"):
+            return "off (float32)" + (" : bf16 ran 1.7x slower on CPUs" if c.amp == "auto" else "")
+        measured = self.placement.amp_measured.get((tuple(self.trainable), fast, c.batch_size))
+        if c.amp == "auto" and measured:
+            return measured[1]
+        return "bf16 autocast" + (" (auto: measured at the first full-forward epoch)" if c.amp == "auto" else "")
 
     def _describe_schedule(self) -> str:
         name = auto_schedule(self.config, self.path()[0]).name
