@@ -135,16 +135,21 @@ class TrainConfig:
 # regression): measured on the bundled sets and TREC questions (benchmarks/head_quality.py), AdamW
 # peaking at 5e-2 with one-cycle reached within ~0.01 of scikit-learn's best logistic regression in
 # 5 epochs, where 1e-3 constant stayed 0.03-0.11 below. Training through the backbone keeps the
-# usual fine-tuning rates.
+# usual fine-tuning rates: 1e-3 for CNNs with Adam, 5e-5 for pretrained transformers (the Hugging
+# Face Trainer's default: at 1e-3 a fine-tuned BERT forgets what it knew).
 HEAD_LR = {"sgd": 1.0, "adagrad": 5e-2, "adam": 5e-2, "adamw": 5e-2, "rmsprop": 5e-2}
 BODY_LR = {"sgd": 1e-2, "adagrad": 1e-2, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+TEXT_BODY_LR = {"sgd": 1e-3, "adagrad": 1e-3, "adam": 5e-5, "adamw": 5e-5, "rmsprop": 5e-5}
 
 
-def auto_lr(c: TrainConfig, head_on_cache: bool) -> float:
-    """The base LR an epoch uses: `c.lr`, or with lr=None the automatic choice for its path."""
+def auto_lr(c: TrainConfig, head_on_cache: bool, kind: str = "image") -> float:
+    """The base LR an epoch uses: `c.lr`, or with lr=None the automatic choice for its path and
+    the model's kind."""
     if c.lr is not None:
         return c.lr
-    return (HEAD_LR if head_on_cache else BODY_LR)[c.optimizer]
+    if head_on_cache:
+        return HEAD_LR[c.optimizer]
+    return (TEXT_BODY_LR if kind == "text" else BODY_LR)[c.optimizer]
 
 
 def auto_schedule(c: TrainConfig, head_on_cache: bool) -> Schedule:

@@ -100,7 +100,7 @@ class EpochMixin:
 
     def _plan(self, epoch: int, fast: bool, criterion, gen: torch.Generator) -> EpochPlan:
         c, train = self.config, self.data.train
-        lrs = freezing.block_lrs(self.model, auto_lr(c, fast), c.lr_decay)
+        lrs = freezing.block_lrs(self.model, auto_lr(c, fast, self.model.kind), c.lr_decay)
         for g in self.optimizer.param_groups:  # the base LRs follow the settings and the path, every epoch
             g["base_lr"] = lrs[g["name"]]
         schedule = auto_schedule(c, fast)
@@ -284,7 +284,7 @@ class EpochMixin:
                 self._set_train_mode(fast)
                 trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
                 labels_of = rows_of(plan.labels)
-                base = auto_lr(self.config, fast)
+                base = auto_lr(self.config, fast, self.model.kind)
 
                 def one_step(i: int, lr: float) -> float | None:
                     for g in self.optimizer.param_groups:  # keep the discriminative ratios

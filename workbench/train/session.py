@@ -418,7 +418,7 @@ class Session(EpochMixin):
     def _lr(self, c: TrainConfig | None = None) -> float:
         """The base LR the next epoch starts from: the setting, or the automatic one for its path."""
         c = c or self.config
-        return auto_lr(c, self.path(c)[0])
+        return auto_lr(c, self.path(c)[0], self.model.kind)
 
     def next_lrs(self) -> dict[str, float]:
         """Each block's base LR for the next epoch (lr, or lr=None's automatic choice, with lr_decay)."""
