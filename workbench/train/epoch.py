@@ -150,7 +150,9 @@ class EpochMixin:
         """amp="auto" on CUDA: is bf16 autocast faster than float32 for this training step?"""
         from .placement import measure_autocast
 
-        x, y = inputs(idx), self.pipeline.labels("train")[idx.to(self.device)]
+        with torch.random.fork_rng(devices=self.placement.rng_devices()):  # augmentation draws: not the epoch's
+            x = inputs(idx.clone())  # a copy: the prefetched first batch stays for the epoch itself
+        y = self.pipeline.labels("train")[idx.to(self.device)]
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self._set_train_mode(False)
 
@@ -159,7 +161,9 @@ class EpochMixin:
                 loss = criterion(forward(x), y).mean()
             loss.backward()
 
-        self.placement.amp_measured[key] = measure_autocast(step, self.device, list(self.model.module.buffers()), params)
+        with torch.random.fork_rng(devices=self.placement.rng_devices()):  # the epoch's draws stay its own
+            self.placement.amp_measured[key] = measure_autocast(step, self.device, list(self.model.module.buffers()),
+                                                                params)
 
     def _head_phase_steps(self) -> int:
         """Steps taken in the epochs since training last went through the body (head-only ones)."""
