@@ -43,7 +43,9 @@ class StateMixin:
         dist = Distributed(accelerator)
         dist.check(self)
         if dist.device.type != self.device.type or (dist.device.type == "cuda" and dist.device != self.device):
-            self.configure(device="cpu" if dist.device.type == "cpu" else f"cuda:{dist.device.index or 0}")
+            device = "cpu" if dist.device.type == "cpu" else f"cuda:{dist.device.index or 0}"
+            with self.control.hold("moving to the run's device"):
+                self._apply_config(self.config.replace(device=device))  # not a change of the run: not recorded
         dist.sync_batchnorm(self.model)
         self._dist = dist
 
