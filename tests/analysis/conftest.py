@@ -50,7 +50,7 @@ def squares_session():
     xv, yv, halves = squares(100, 1)
     data = wb.Data.from_arrays(xt, yt, ["red", "blue"], valid=(xv, yv))
     model = wb.load_backbone("efficientnet_lite0", 2, pretrained=True, image_size=SQUARE_SIZE)
-    session = wb.Session(data, model, lr=3e-3, batch_size=32, seed=0)
+    session = wb.Session(data, model, batch_size=32, seed=0)  # the automatic LR (5e-2, one-cycle)
     session.fit(8)
     return session, halves
 

@@ -31,7 +31,7 @@ def test_gradcam_mass_lies_in_the_half_that_holds_the_square(squares_session) ->
     assert len(correct) >= 90, "the squares are easy: the head should get nearly all right"
     attributions = wb.explain_many(session, correct.tolist(), "pred")
     mass = _mass_in_square_half(attributions, halves)
-    # Measured here (seeded): 100 correct of 100, median 0.84, 91% above 0.7 (plain bilinear: 81%).
+    # Measured here (seeded, automatic LR): 100 correct of 100, median 0.85, 94% above 0.7 (a constant 3e-3: 91%).
     assert np.median(mass) > 0.8
     assert (mass > 0.7).mean() > 0.8, f"only {(mass > 0.7).mean():.0%} of correct samples look at the square's half"
 

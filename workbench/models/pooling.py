@@ -145,6 +145,10 @@ class SentenceClassifier(nn.Module):
     def _no_split_modules(self) -> Any:
         return getattr(self.base_model, "_no_split_modules", None)
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The encoder's word embeddings (as transformers' models expose them: token attributions use it)."""
+        return self.base_model.get_input_embeddings()
+
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 **kwargs: Any) -> SequenceClassifierOutput:  # fmt: skip
         out = self.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
