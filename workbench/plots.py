@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 COLORS = {"train": "#1f77b4", "valid": "#d62728", "f1": "#2ca02c", "batch": "#9ecae1"}
 
@@ -347,9 +347,17 @@ PANELS = {
 }
 
 
+def _run_names(comparison, legend: str) -> list[str]:
+    """What the runs are called in a figure: "differs" (the settings that differ) or "names"."""
+    if legend not in ("differs", "names"):
+        raise ValueError(f"legend={legend!r}: use 'differs' (the settings that differ) or 'names' (the runs' names).")
+    return list(comparison.labels if legend == "differs" else comparison.names)
+
+
 def compare_curves_figure(comparison, panels: Sequence[str] = ("loss", "accuracy"), smooth: int = 5,
-                          size: tuple[float, float] | None = None) -> Figure:
-    """The runs' curves overlaid, one colour per run, named by what differs (`comparison.labels`).
+                          size: tuple[float, float] | None = None, legend: str = "differs") -> Figure:
+    """The runs' curves overlaid, one colour per run, named by what differs (`comparison.labels`;
+    legend="names": by the runs' names).
 
     panels: any of "loss", "accuracy", "f1", "batch_loss" (every batch's training loss, smoothed
     over `smooth` batches, x in epochs) and "time" (valid accuracy against the seconds spent).
@@ -360,7 +368,7 @@ def compare_curves_figure(comparison, panels: Sequence[str] = ("loss", "accuracy
     fig = PlotFigure(figsize=size or (4.6 * len(panels) + 0.4, 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     palette = class_palette(max(len(comparison.runs), 1))
-    for color, label, run in zip(palette, comparison.labels, comparison.runs):
+    for color, label, run in zip(palette, _run_names(comparison, legend), comparison.runs):
         h = run.history
         epochs = [r.epoch for r in h]
         for ax, panel in zip(axes, panels):
@@ -383,6 +391,8 @@ def compare_curves_figure(comparison, panels: Sequence[str] = ("loss", "accuracy
                 ax.plot(seconds, [_nan(r.valid_accuracy) for r in h], "o-", color=color, ms=4, label=label)
     for ax, panel in zip(axes, panels):
         ax.set(title=PANELS[panel], xlabel="seconds" if panel == "time" else "epoch")
+        if panel != "time":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if panel in ("accuracy", "f1", "time"):
             ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
@@ -395,7 +405,7 @@ def _nan(value) -> float:
 
 
 def compare_per_class_figure(comparison, metric: str = "f1", highlight: Sequence[str] = (),
-                             size: tuple[float, float] | None = None) -> Figure:
+                             size: tuple[float, float] | None = None, legend: str = "differs") -> Figure:
     """`metric` per class as grouped bars, one colour per run; `highlight` shades some classes."""
     table = comparison.per_class(metric)
     classes = [str(c) for c in table.index]
@@ -404,7 +414,7 @@ def compare_per_class_figure(comparison, metric: str = "f1", highlight: Sequence
     ax = fig.subplots()
     x = np.arange(k)
     width = 0.8 / n
-    for j, (color, name, label) in enumerate(zip(class_palette(n), comparison.names, comparison.labels)):
+    for j, (color, name, label) in enumerate(zip(class_palette(n), comparison.names, _run_names(comparison, legend))):
         ax.bar(x - 0.4 + width * (j + 0.5), table[name].to_numpy(), width, color=color, label=label)
     for c in highlight:
         if str(c) in classes:
@@ -418,7 +428,8 @@ def compare_per_class_figure(comparison, metric: str = "f1", highlight: Sequence
     return fig
 
 
-def compare_confusion_figure(comparison, normalize: bool = False, max_classes: int = 12, size: float = 3.8) -> Figure:
+def compare_confusion_figure(comparison, normalize: bool = False, max_classes: int = 12, size: float = 3.8,
+                             legend: str = "differs") -> Figure:
     """The runs' confusion matrices side by side on one colour scale (with many classes: those in
     the most confusion summed over the runs)."""
     import seaborn as sns
@@ -439,7 +450,7 @@ def compare_confusion_figure(comparison, normalize: bool = False, max_classes: i
     n = len(shown)
     fig = PlotFigure(figsize=(size * n + 0.6, size * 0.95), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n))
-    for j, (ax, m, label, a) in enumerate(zip(axes, shown, comparison.labels, comparison.analyses)):
+    for j, (ax, m, label, a) in enumerate(zip(axes, shown, _run_names(comparison, legend), comparison.analyses)):
         sns.heatmap(m, ax=ax, cmap="Blues", vmin=0, vmax=vmax, annot=len(keep) <= 10, fmt=".2f" if normalize else "d",
                     annot_kws={"fontsize": 7}, xticklabels=names, yticklabels=names if j == 0 else False,
                     cbar=j == n - 1, square=True, linewidths=0.5)
@@ -450,7 +461,7 @@ def compare_confusion_figure(comparison, normalize: bool = False, max_classes: i
     return fig
 
 
-def compare_samples_figure(comparison, a=0, b=1, k: int = 12, columns: int = 6) -> Figure:
+def compare_samples_figure(comparison, a=0, b=1, k: int = 12, columns: int = 6, legend: str = "differs") -> Figure:
     """The samples run `a` gets right and run `b` gets wrong (highest loss under b first)."""
     ia, ib = comparison.index(a), comparison.index(b)
     ids = comparison.right_wrong(ia, ib)[:k]
@@ -471,6 +482,7 @@ def compare_samples_figure(comparison, a=0, b=1, k: int = 12, columns: int = 6) 
         ax.set_title(f"#{row.id} true {row.true}\n{_short(comparison.names[ib], 12)}: {row.predicted} (p={row.probability:.2f})",
                      fontsize=7, color="#b00")
     total = len(comparison.right_wrong(ia, ib))
-    fig.suptitle(f"right in {comparison.labels[ia]}, wrong in {comparison.labels[ib]}: {total} samples"
+    called = _run_names(comparison, legend)
+    fig.suptitle(f"right in {called[ia]}, wrong in {called[ib]}: {total} samples"
                  + (f" (first {len(ids)})" if total > len(ids) else ""), fontsize=9)
     return fig

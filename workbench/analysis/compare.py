@@ -286,9 +286,10 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         """The settings that differ and the last epoch of each run (pandas escapes every cell)."""
-        settings = self.settings.to_html(escape=True) if len(self.settings) else "<p>The runs share every setting.</p>"
-        return (f"<b>Settings that differ</b>{settings}<b>Last epoch</b>"
-                f"{self.summary().to_html(escape=True, float_format=lambda x: f'{x:.4g}', na_rep='-')}")
+        settings = (self.settings.to_html(escape=True, index_names=False) if len(self.settings)
+                    else "<p>The runs share every setting.</p>")
+        summary = self.summary().to_html(escape=True, index_names=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
+        return f"<b>Settings that differ</b>{settings}<b>Last epoch</b>{summary}"
 
     def __repr__(self) -> str:
         return f"Comparison({', '.join(f'{n!r} ({lab})' if lab != n else repr(n) for n, lab in zip(self.names, self.labels))})"
