@@ -130,6 +130,14 @@ def test_refusals_name_the_fix(digits, pair):
         c.per_class()
 
 
+def test_values_that_read_alike_are_shown_exactly(digits):
+    a = wb.Session(digits, tiny_cnn(), lr=0.1, name="a")
+    b = wb.Session(digits, tiny_cnn(), lr=0.09999999999999995, name="b")
+    c = wb.compare(a, b)
+    assert c.settings.loc["lr"].tolist() == ["0.1", "0.09999999999999995"]
+    assert c.labels == ["lr=0.1", "lr=0.09999999999999995"]
+
+
 def test_untrusted_names_are_escaped_in_html(pair):
     c = wb.compare(*pair, names=["<script>alert(1)</script>", "B"])
     html = c._repr_html_()

@@ -121,6 +121,15 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def _shown(values: list[Any]) -> list[str]:
+    """One row of the settings table: short forms, or exact ones where the short forms would hide
+    the difference (0.1 and 0.09999999999999995 both read 0.1)."""
+    short = [show(v) for v in values]
+    if len(set(short)) < len({repr(v) for v in values}):
+        return [repr(v) if isinstance(v, float) else show(v) for v in values]
+    return short
+
+
 class Comparison:
     """Two or more runs side by side. Build it with `wb.compare(...)`.
 
@@ -137,7 +146,8 @@ class Comparison:
         keys = list(dict.fromkeys(k for f in flats for k in f))
         missing = object()
         self.differing = [k for k in keys if len({repr(f.get(k, missing)) for f in flats}) > 1]
-        self.settings = pd.DataFrame({n: [show(f.get(k, "-")) for k in self.differing] for n, f in zip(self.names, flats)},
+        rows = {k: _shown([f.get(k, "-") for f in flats]) for k in self.differing}
+        self.settings = pd.DataFrame({n: [rows[k][j] for k in self.differing] for j, n in enumerate(self.names)},
                                      index=pd.Index(self.differing, name="setting"))  # fmt: skip
         self.labels = self._labels(flats)
         self._analyses: list[ErrorAnalysis | None] | None = None
@@ -145,7 +155,8 @@ class Comparison:
     def _labels(self, flats: list[dict[str, Any]]) -> list[str]:
         shown = self.differing[:MAX_LABEL_SETTINGS]
         more = len(self.differing) > MAX_LABEL_SETTINGS
-        labels = [", ".join(f"{k}={show(f.get(k, '-'))}" for k in shown) + (", ..." if more else "") for f in flats]
+        rows = {k: _shown([f.get(k, "-") for f in flats]) for k in shown}
+        labels = [", ".join(f"{k}={rows[k][j]}" for k in shown) + (", ..." if more else "") for j in range(len(flats))]
         if not shown or len(set(labels)) < len(labels):  # nothing differs in the settings: the names say it
             return list(self.names)
         return labels

@@ -57,8 +57,8 @@ class CompareView(W.VBox):
         self.per_class_table = W.HTML()
         self.per_class_table.add_class("wb-compare-per-class")
         self.confusion = W.Image(format="png", layout=W.Layout(max_width="100%"))
-        self.a_pick = W.Dropdown(description="A", layout=W.Layout(width="260px"))
-        self.b_pick = W.Dropdown(description="B", layout=W.Layout(width="260px"))
+        self.a_pick = W.Dropdown(description="A", layout=W.Layout(width="320px"))
+        self.b_pick = W.Dropdown(description="B", layout=W.Layout(width="320px"))
         self.direction = W.ToggleButtons(options=DIRECTIONS, value="a_only", style={"button_width": "170px"})
         self.gallery = W.HTML()
         self.gallery.add_class("wb-gallery-box")
@@ -66,7 +66,7 @@ class CompareView(W.VBox):
             self.per_class_table, self.confusion,
             W.VBox([W.HBox([self.a_pick, self.b_pick, self.direction]), self.gallery]),
         ])  # fmt: skip
-        for i, title in enumerate(("Per-class F1", "Confusion", "Right in one, wrong in the other")):
+        for i, title in enumerate(("Per-class F1", "Confusion", "Disagreements")):
             self.details.set_title(i, title)
         self.body = W.VBox([self.curves, W.HBox([self.settings_table, self.summary_table],
                                                 layout=W.Layout(flex_flow="row wrap", grid_gap="24px")), self.details])
