@@ -72,6 +72,7 @@ def trained(data, model, **settings):
 
 
 # ----------------------------------------------------------------------------------- images
+@pytest.mark.slow  # loads the folder again in a fresh interpreter
 def test_timm_export_round_trip(odd_images, tmp_path):
     s = trained(odd_images, wb.load_backbone("efficientnet_lite0", 4, image_size=32))
     out = s.export(tmp_path / "lite0", format="onnx" if HAS_ONNX else "native")
@@ -113,6 +114,7 @@ def test_timm_export_round_trip(odd_images, tmp_path):
                                    rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow  # loads the folder again in a fresh interpreter
 def test_torchvision_export_loads_with_its_loader(digits, tmp_path):
     s = trained(digits, wb.load_backbone("resnet18", 10, pretrained=False, image_size=16))
     out = s.export(tmp_path / "r18")
@@ -176,6 +178,7 @@ SMALLNET = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # loads the folder again in a fresh interpreter
 def test_own_module_export_needs_the_module(digits, tmp_path):
     pre = wb.ImagePreprocess(size=12, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     s = trained(digits, wb.Model.from_module(SmallNet(), num_classes=10, preprocess=pre))
@@ -204,6 +207,7 @@ def reviews():
     return wb.load_data("rotten-tomatoes").subset(train=12, valid=6, seed=0)
 
 
+@pytest.mark.slow  # loads the folder again in a fresh interpreter
 def test_pooled_sentence_transformer_exports_with_its_pooling(reviews, tmp_path):
     """minilm-l6 classifies from the mean of its token vectors: the folder carries that pooling in a
     modeling file named by auto_map, and transformers loads it with trust_remote_code=True."""
@@ -245,6 +249,7 @@ def tiny_reviews():
     return wb.Data.from_texts(texts[:6], y[:6], ["nö", "yes"], valid=(texts[6:], y[6:]), name="tiny-reviews")
 
 
+@pytest.mark.slow  # loads the folder again in a fresh interpreter
 @pytest.mark.parametrize("arch, native", [("bert", True), ("gpt2", False)])
 def test_transformers_export(arch, native, tiny_reviews, tmp_path):
     """BERT's classifier is transformers' own: from_pretrained(folder) needs no remote code. GPT-2's

@@ -66,6 +66,7 @@ def assert_replays(session: wb.Session, folder: Path) -> dict:
     return got
 
 
+@pytest.mark.slow  # a fresh interpreter replays the cell: ~20-40 s
 def test_head_then_last_two_with_a_schedule_change_between(data, tmp_path):
     s = start(data, "head", optimizer="adamw", lr=2e-3, epochs=4)
     s.fit(2)
@@ -78,6 +79,7 @@ def test_head_then_last_two_with_a_schedule_change_between(data, tmp_path):
     assert_replays(s, tmp_path)
 
 
+@pytest.mark.slow  # a fresh interpreter replays the cell: ~20-40 s
 def test_progressive_unfreezing(data, tmp_path):
     s = start(data, wb.progressive(every=1), optimizer="sgd", lr=0.05, lr_decay=0.7)
     s.fit(3)
@@ -86,6 +88,7 @@ def test_progressive_unfreezing(data, tmp_path):
     assert_replays(s, tmp_path)
 
 
+@pytest.mark.slow  # a fresh interpreter replays the cell: ~20-40 s
 def test_a_stopped_epoch(data, tmp_path):
     """stop() from a callback after three batches of the second epoch: recorded where it took effect."""
     s = start(data, "full", optimizer="adam", lr=1e-3)
@@ -106,6 +109,7 @@ def test_a_stopped_epoch(data, tmp_path):
     assert_replays(s, tmp_path)
 
 
+@pytest.mark.slow  # a fresh interpreter replays the cell: ~20-40 s
 def test_early_stopping_restores_the_best_weights(data, tmp_path):
     s = start(data, "full", optimizer="adam", lr=3e-3, early_stopping=1)
     results = s.fit(6)
@@ -114,6 +118,7 @@ def test_early_stopping_restores_the_best_weights(data, tmp_path):
     assert_replays(s, tmp_path)
 
 
+@pytest.mark.slow  # a fresh interpreter replays the cell: ~20-40 s
 def test_changes_queued_mid_epoch_and_an_lr_test(data, tmp_path):
     """A setting changed while an epoch runs takes effect at the next one; find_lr restores the weights."""
     s = start(data, "head", optimizer="adamw")
