@@ -221,12 +221,10 @@ def _dummy(model, n: int = 2) -> Any:
     return {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
 
 
-def _reference(model, x: Any) -> torch.Tensor:
-    """The session model's logits for `x`, on its own device, in eval mode."""
-    device = next(model.module.parameters()).device
-    with eval_mode(model.module):
-        x = x.to(device) if isinstance(x, torch.Tensor) else {k: v.to(device) for k, v in x.items()}
-        return model.logits(x).float().cpu()
+def _reference(module: nn.Module, x: Any) -> torch.Tensor:
+    """The session model's logits for `x` from its float32 CPU copy: every check compares CPU float32
+    with CPU float32, whatever device (TF32, bf16 autocast) the session trains on."""
+    return _forward(module, x)
 
 
 def _forward(module: nn.Module, x: Any) -> torch.Tensor:
@@ -267,10 +265,12 @@ def export(model, classes: Sequence[str], folder, format: str = "native") -> Pat
     tmp.mkdir()
     try:
         x = _dummy(model)
-        expected = _reference(model, x)
+        reference = cpu_copy(model.module)
+        expected = _reference(reference, x)
         meta = writer(model, classes, tmp, x, expected)
         if format == "onnx":
-            meta["onnx"] = formats.write_onnx(model, tmp, x, expected)
+            meta["onnx"] = formats.write_onnx(model, tmp, x, expected, reference)
+        del reference
         meta.update(base_meta(model, classes))
         (tmp / META).write_text(json.dumps(meta, indent=1))
         (tmp / "README.md").write_text(formats.readme(meta))

@@ -288,18 +288,18 @@ class _TextLogits(_ImageLogits):
         return out if isinstance(out, torch.Tensor) else out.logits
 
 
-def write_onnx(model, folder: Path, x: Any, expected: torch.Tensor) -> dict[str, Any]:
+def write_onnx(model, folder: Path, x: Any, expected: torch.Tensor, reference: nn.Module) -> dict[str, Any]:
     """model.onnx (dynamic batch, and sequence length for texts), checked with onnxruntime when it is
     installed. torch's current exporter (torch.export, needs onnxscript) first; the TorchScript one
-    when that is missing or cannot trace the model."""
+    when that is missing or cannot trace the model. reference: the model's float32 CPU copy."""
     import importlib.util
     import warnings
 
     if model.kind == "image":
-        wrapper: nn.Module = _ImageLogits(cpu_copy(model.module)).eval()
+        wrapper: nn.Module = _ImageLogits(reference).eval()
         args, names = (x,), ["pixel_values"]
     else:
-        wrapper = _TextLogits(cpu_copy(model.module)).eval()
+        wrapper = _TextLogits(reference).eval()
         args, names = (x["input_ids"], x["attention_mask"]), ["input_ids", "attention_mask"]
     axes = {0: "batch"} if model.kind == "image" else {0: "batch", 1: "sequence"}
     path = folder / "model.onnx"
