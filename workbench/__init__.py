@@ -51,6 +51,10 @@ _LAZY = {
     "explain": "workbench.analysis",
     "explain_many": "workbench.analysis",
     "Attribution": "workbench.analysis",
+    "compare": "workbench.analysis.compare",
+    "Comparison": "workbench.analysis.compare",
+    "load_exported": "workbench.models.export",
+    "Predicted": "workbench.models.export",
     "describe_backbones": "workbench.models.catalog",
     "BackbonePicker": "workbench.widgets",
     "ErrorExplorer": "workbench.widgets",
@@ -63,6 +67,7 @@ _LAZY = {
     "WhyPanel": "workbench.widgets.why",
     "LabelIssuesView": "workbench.widgets.issues",
     "DataMap": "workbench.widgets.datamap",
+    "CompareView": "workbench.widgets.compare",
 }
 
 __all__ = [

@@ -6,12 +6,13 @@ import ipywidgets as W
 
 from ..train.session import Session
 from .common import STYLE, MessageBox, StaticSnapshot, display_with_snapshot, guarded
+from .compare import CompareView
 from .dashboard import TrainingDashboard
 from .explorer import ErrorExplorer
 from .freeze import FreezePanel
 from .picker import BackbonePicker
 
-TABS = ("Model", "Freeze", "Train", "Errors")
+TABS = ("Model", "Freeze", "Train", "Errors", "Compare")
 
 
 class Workbench(W.VBox):
@@ -33,7 +34,9 @@ class Workbench(W.VBox):
         self.freeze_panel: FreezePanel | None = None
         self.dashboard: TrainingDashboard | None = None
         self.explorer: ErrorExplorer | None = None
-        self.tabs = W.Tab(children=[self.picker] + [_placeholder("Load a backbone in the Model tab first.")] * 3)
+        self.compare = CompareView()  # this kernel's runs; listed again whenever its tab opens
+        self.tabs = W.Tab(children=[self.picker] + [_placeholder("Load a backbone in the Model tab first.")] * 3 + [self.compare])
+        self.tabs.observe(lambda c: self.compare.refresh() if c["new"] == TABS.index("Compare") else None, names="selected_index")
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
         self.tabs.add_class("wb-tabs")
@@ -60,7 +63,7 @@ class Workbench(W.VBox):
         self.freeze_panel = FreezePanel(session)
         self.dashboard = TrainingDashboard(session, snapshot=self.snapshot)
         self.explorer = ErrorExplorer(session)
-        self.tabs.children = [self.picker, self.freeze_panel, self.dashboard, self.explorer]
+        self.tabs.children = [self.picker, self.freeze_panel, self.dashboard, self.explorer, self.compare]
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
 
