@@ -16,7 +16,7 @@ import traitlets
 from ..analysis import ErrorAnalysis, explain_many
 from ..plots import image_png, overlay, tokens_html
 from .common import STYLE, MessageBox, esc, guarded
-from .gallery import GALLERY_STYLE, ThumbnailCache
+from .gallery import GALLERY_STYLE, ThumbnailCache, snippet_html
 
 NEIGHBOURS = 8
 
@@ -30,8 +30,8 @@ class WhyPanel(W.VBox):
         super().__init__()
         self.session, self.data, self.k = session, session.data, k
         self.message = MessageBox()
-        self.title = W.HTML('<span class="wb-muted">Why: pick one sample (a card, or one line in '
-                            "Flagged's sample list) to see what the model looked at.</span>")
+        self.title = W.HTML('<span class="wb-muted">Why: click a sample card\'s picture or its Why? button to see '
+                            "what the model looked at.</span>")
         self.attributions = W.HTML()
         self.attributions.add_class("wb-why-attr")
         self.neighbour_box = W.HTML()
@@ -98,8 +98,8 @@ class WhyPanel(W.VBox):
                 items.append(f'<figure class="wb-item"><img src="data:image/png;base64,{src}" '
                              f'alt="train {r.train_id}">{meta}</figure>')
             else:
-                text = esc(self.data.item(int(r.train_id), "train"))
-                items.append(f'<div class="wb-card-text"><div class="wb-snippet">{text}</div>{meta}</div>')
+                items.append(f'<div class="wb-card-text">{snippet_html(self.data.item(int(r.train_id), "train"))}'
+                             f"{meta}</div>")
         return (f'{GALLERY_STYLE}<div class="wb-muted"><b>Nearest training samples</b> (cosine on the pooled '
                 f"features the head sees): their labels are {summary}</div>"
                 f'<div class="wb-gallery">{"".join(items)}</div>')
