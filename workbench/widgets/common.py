@@ -31,15 +31,17 @@ STYLE = """<style>
 .wb-msg-ok {background: #edf7ed; border-left: 4px solid #2e7d32; color: #1e4620}
 .wb-table {border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; line-height: 1.4}
 .wb-table th, .wb-table td {padding: 2px 6px; border-bottom: 1px solid #e0e0e0; text-align: right}
+.wb-table td {white-space: nowrap}
 .wb-table th:first-child, .wb-table td:first-child {text-align: left}
 .wb-table td.wb-wrap {text-align: left; white-space: normal; min-width: 8em}
 .wb-muted {color: #616161; font-size: 13px}
 .wb-card {font-size: 14px; line-height: 1.5}
-.wb-status {font-size: 14px; line-height: 1.4}
+.wb-status-text {font-size: 14px; line-height: 1.4}
 .wb-status-paused {color: #8a5300; font-weight: 600}
 .wb-wrap-row {flex-wrap: wrap; overflow: visible !important; gap: 4px 8px; align-items: center}
 .wb-tabs > .lm-TabBar .lm-TabBar-content, .wb-subtabs > .lm-TabBar .lm-TabBar-content {flex-wrap: wrap}
-.wb-tabs > .lm-TabBar .lm-TabBar-tab, .wb-subtabs > .lm-TabBar .lm-TabBar-tab {flex: 0 0 auto; min-width: 0}
+.wb-tabs > .lm-TabBar .lm-TabBar-tab, .wb-subtabs > .lm-TabBar .lm-TabBar-tab {flex: 0 0 auto !important; min-width: 0 !important;
+  max-width: none !important; width: auto !important; padding: 0 14px !important}
 .wb-tabs > .lm-TabBar, .wb-subtabs > .lm-TabBar {min-height: fit-content}
 .wb-view .widget-tab-contents, .wb-view .jupyter-widget-tab-contents {overflow: visible}
 .jp-OutputArea-child:has(.wb-live) + .jp-OutputArea-child:has(.jp-RenderedImage) {display: none}
@@ -209,24 +211,24 @@ class ProgressLine(W.HBox):
         self.bar.add_class("wb-progress")
         self.label = W.HTML(layout=W.Layout(flex="1 1 260px", min_width="0"))
         self.label.add_class("wb-status")
-        super().__init__([self.bar, self.label], layout=W.Layout(width="100%"))
+        super().__init__([self.bar, self.label], layout=W.Layout(width="auto"))
         self.add_class("wb-wrap-row")
         self.add_class("wb-progress-line")
 
     def show(self, words: str, done: int | None = None, total: int | None = None, eta_s: float | None = None,
              style: str = "", css: str = "") -> None:
-        """`words` (escaped here; "{n}" marks where the count goes), `done` of `total` as the bar and a
-        count, and the time left when known."""
+        """`words` (escaped here; "{n}" is replaced by "done/total"), `done` of `total` as the bar, and
+        the time left when known."""
         count = ""
         if total is not None:
             self.bar.max = max(int(total), 1)
             self.bar.value = min(int(done or 0), self.bar.max)
             count = f"{done or 0:,}/{total:,}"
         self.bar.bar_style = style
-        words = words.replace("{n}", count) if "{n}" in words else (f"{words} {count}" if count else words)
+        words = words.replace("{n}", count)  # the count shows only where the words ask for it
         eta = fmt_seconds(eta_s) if eta_s is not None else ""
         tail = f" · about {eta} left" if eta and done != total else ""
-        self.label.value = f'<span class="wb-status {css}">{esc(words)}{esc(tail)}</span>'
+        self.label.value = f'<span class="wb-status-text {css}">{esc(words)}{esc(tail)}</span>'
 
     def text(self) -> str:
         import re

@@ -36,7 +36,7 @@ from .common import (STYLE, TASK_WORDS, MessageBox, Painter, ProgressLine, Stati
 PLOT_EVERY_S = 2.0
 PLOT_BUDGET = 0.03  # at most this share of wall time goes to repaints during a run (measured: 5% -> 1.058x)
 DESCRIPTION = {"description_width": "118px"}
-FILL = {"width": "100%", "min_width": "0"}
+FILL = {"width": "auto", "min_width": "0"}  # fills its grid cell (a 100% width plus margins would overflow)
 
 
 # ---- the settings, described once ----------------------------------------------------------------
@@ -149,7 +149,7 @@ class LrControl(W.HBox):
         self.slider = W.FloatLogSlider(value=1e-3, base=10, min=-6, max=0, step=0.05, readout=False,
                                        layout=W.Layout(flex="1 1 120px", min_width="80px", width="auto"))
         self.text = W.FloatText(value=1e-3, layout=W.Layout(width="92px", flex="0 0 92px"))
-        self.note = W.HTML(layout=W.Layout(flex="1 1 100%", min_width="0"))
+        self.note = W.HTML(layout=W.Layout(flex="1 1 100%", min_width="0", width="auto"))
         for w, css in ((self.auto, "wb-lr-auto"), (self.slider, "wb-lr-slider"), (self.text, "wb-lr-value"),
                        (self.note, "wb-lr-note")):
             w.add_class(css)
@@ -198,7 +198,7 @@ class TrainingDashboard(W.VBox):
         self._syncing = False
         self.painter = Painter(self._paint, interval=PLOT_EVERY_S, budget=PLOT_BUDGET)
         self.settings = self._build_settings()
-        self.decisions = W.HTML(layout=W.Layout(width="100%"))
+        self.decisions = W.HTML()
         self.decisions.add_class("wb-decisions")
         self.step_button = W.Button(description="Step epoch", icon="step-forward", button_style="primary",
                                     layout=W.Layout(width="auto"))
@@ -225,14 +225,15 @@ class TrainingDashboard(W.VBox):
         self.find_lr_button.on_click(lambda _: self.find_lr())
         self.progress = ProgressLine()
         self.status = self.progress.label  # the words beside the bar
-        self.plot = W.Image(format="png", layout=W.Layout(width="100%", max_width="840px", display="none"))
+        self.plot = W.Image(format="png", layout=W.Layout(width="auto", max_width="calc(100% - 4px)", display="none"))
         self.plot.add_class("wb-plot")
         self.placeholder = W.HTML('<div class="wb-muted" style="padding:8px 0">No epochs yet: press <b>Step epoch'
                                   "</b> (or <b>Train N</b>) and the loss, accuracy and learning-rate plots appear "
                                   "here.</div>")
-        self.table = W.HTML(layout=W.Layout(width="100%"))
+        self.placeholder.add_class("wb-placeholder")
+        self.table = W.HTML()
         self.table.add_class("wb-history")
-        self.lr_plot = W.Image(format="png", layout=W.Layout(width="100%", max_width="420px"))
+        self.lr_plot = W.Image(format="png", layout=W.Layout(width="auto", max_width="calc(100% - 4px)"))
         self.use_lr_button = W.Button(description="Use it", icon="check", layout=W.Layout(width="auto"))
         self.use_lr_button.on_click(lambda _: self.use_suggested_lr())
         self.lr_suggestion: float | None = None
@@ -241,12 +242,11 @@ class TrainingDashboard(W.VBox):
         self.code = CodeCopy(session.to_code)
         self.code.add_class("wb-code-view")
         buttons = W.HBox([self.step_button, self.train_button, self.n_epochs, self.pause_button, self.stop_button,
-                          self.fit_head_button, self.find_lr_button], layout=W.Layout(width="100%"))
+                          self.fit_head_button, self.find_lr_button])
         buttons.add_class("wb-wrap-row")
         buttons.add_class("wb-buttons")
         super().__init__([W.HTML(STYLE), self.settings, self.decisions, buttons, self.progress, self.message,
-                          self.placeholder, self.plot, self.table, self.lr_box, self.code],
-                         layout=W.Layout(width="100%"))
+                          self.placeholder, self.plot, self.table, self.lr_box, self.code])
         self.add_class("wb-dashboard")
         self.add_class("wb-view")
         for event, fn in (("fit_start", self._on_fit_start), ("epoch_start", self._on_epoch_start),
@@ -520,13 +520,13 @@ class TrainingDashboard(W.VBox):
             w.add_class(f"wb-set-{setting.name}")
             w.observe(lambda change, s=setting: self._on_control(s, change["new"]), names="value")
             self.inputs[setting.name] = w
-            if setting.name == "lr":
-                w.layout.grid_column = "1 / -1"  # the slider, its value and the auto switch: a whole row
-            cells.append(w)
-        grid = W.GridBox(cells, layout=W.Layout(width="100%", grid_gap="2px 16px", overflow="visible",
+            if setting.name != "lr":  # the LR (switch, slider, value) gets a whole row above the grid
+                cells.append(w)
+        grid = W.GridBox(cells, layout=W.Layout(width="auto", grid_gap="2px 16px", overflow="visible",
                                                 grid_template_columns="repeat(auto-fill, minmax(250px, 1fr))"))
         grid.add_class("wb-settings-grid")
-        box = W.Accordion(children=[grid], selected_index=None, layout=W.Layout(width="100%"))
+        box = W.Accordion(children=[W.VBox([self.inputs["lr"], grid], layout=W.Layout(overflow="visible"))],
+                          selected_index=None)
         box.set_title(0, "Settings: optimizer, learning rate, loss, regularisation")
         box.add_class("wb-settings")
         return box

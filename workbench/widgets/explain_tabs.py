@@ -32,7 +32,6 @@ def attach(explorer) -> W.Tab:
         tabs.set_title(i, title)
     tabs.add_class("wb-explain-tabs")
     tabs.add_class("wb-subtabs")
-    tabs.layout.width = "100%"
     explorer.explain_tabs = tabs
 
     def tab_opened(change) -> None:

@@ -58,13 +58,13 @@ class ErrorExplorer(W.VBox):
         self.classes_pick = W.SelectMultiple(options=[(c, i) for i, c in enumerate(self.data.classes)],
                                              rows=6, description="classes", layout=W.Layout(width="260px"))
         self.classes_pick.layout.display = "none" if k <= max_cells else ""
-        self.header = W.HTML(layout=W.Layout(width="100%"))
+        self.header = W.HTML()
         n = min(k, max_cells)
         cell = f"{_cell_px(n)}px"
         self._shown: list[int] = list(range(n))  # class index at each matrix position
         self._col_labels = [W.HTML(layout=W.Layout(width="auto")) for _ in range(n)]
         self._row_labels = [W.HTML(layout=W.Layout(width="auto")) for _ in range(n)]
-        self._cells = [[W.Button(layout=W.Layout(width=cell, height="30px", padding="0")) for _ in range(n)]
+        self._cells = [[W.Button(layout=W.Layout(width=cell, height="30px", padding="0", margin="0")) for _ in range(n)]
                        for _ in range(n)]
         grid: list[W.Widget] = [W.HTML('<span class="wb-muted">true ↓ pred →</span>', layout=W.Layout(width="auto")),
                                 *self._col_labels]
@@ -73,10 +73,10 @@ class ErrorExplorer(W.VBox):
             for c in range(n):
                 self._cells[r][c].on_click(lambda _, r=r, c=c: self.select(self._shown[r], self._shown[c]))
                 grid.append(self._cells[r][c])
-        self.matrix = W.GridBox(grid, layout=W.Layout(grid_gap="2px", overflow="visible", width="max-content",
+        self.matrix = W.GridBox(grid, layout=W.Layout(grid_gap="2px", overflow="visible", width="auto",
                                                       grid_template_columns=f"max-content repeat({n}, {cell})"))
         self.matrix.add_class("wb-matrix")
-        self.gallery = CardGallery(layout=W.Layout(width="100%"))
+        self.gallery = CardGallery()
         self.gallery.add_class("wb-gallery-box")
         self.gallery.observe(lambda change: self._on_card(change["new"]), names="clicked")
         self.top_button = W.Button(description="Show the top losses", icon="sort-amount-desc", layout=W.Layout(width="auto"))
@@ -104,7 +104,7 @@ class ErrorExplorer(W.VBox):
         self.export_path = W.Text(value="flagged.csv", description="CSV", layout=W.Layout(width="240px"),
                                   style={"description_width": "initial"})
         self.export_button = W.Button(description="Export", icon="download", layout=W.Layout(width="auto"))
-        self.flag_list = W.HTML(layout=W.Layout(width="100%"))
+        self.flag_list = W.HTML()
         self.flag_list.add_class("wb-flag-list")
         flips = W.HBox(list(self.flip_buttons), layout=W.Layout(width="auto"))
         export = W.HBox([self.export_path, self.export_button], layout=W.Layout(width="auto"))
@@ -132,10 +132,9 @@ class ErrorExplorer(W.VBox):
         controls = W.HBox([self.mode, self.classes_pick], layout=W.Layout(width="auto"))
         controls.add_class("wb-wrap-row")
         left = W.VBox([controls, self.matrix], layout=W.Layout(width="auto", overflow="visible", flex="0 1 auto"))
-        top = W.HBox([left, self.side], layout=W.Layout(width="100%", align_items="flex-start"))
+        top = W.HBox([left, self.side], layout=W.Layout(align_items="flex-start"))
         top.add_class("wb-wrap-row")
         self.children = [W.HTML(STYLE), self.header, top, self.message, self.gallery]
-        self.layout.width = "100%"
         self.add_class("wb-explorer")
         self.add_class("wb-view")
         self.painter = Painter(self.refresh, interval=2.0, budget=0.03)

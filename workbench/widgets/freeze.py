@@ -29,18 +29,19 @@ class FreezePanel(W.VBox):
                                       style={"button_width": "auto"}, layout=W.Layout(width="auto"))
         self.preset.add_class("wb-preset")
         self.n = W.IntSlider(value=min(2, below_head), min=1, max=max(1, below_head), description="blocks below the head",
-                             style={"description_width": "initial"}, layout=W.Layout(width="auto", max_width="420px"))
+                             style={"description_width": "initial"}, layout=W.Layout(width="auto", flex="0 1 380px", min_width="260px"))
         self.every = W.IntSlider(value=1, min=1, max=10, description="one more block every (epochs)",
-                                 style={"description_width": "initial"}, layout=W.Layout(width="auto", max_width="420px"))
+                                 style={"description_width": "initial"},
+                                 layout=W.Layout(width="auto", flex="0 1 420px", min_width="300px"))
         self.has_bn = any(getattr(m, "track_running_stats", False) for m in session.model.module.modules())
         self.bn = W.Dropdown(options=[("frozen BatchNorm keeps its statistics", "frozen"),
                                       ("frozen BatchNorm updates its statistics", "train")],
                              value=session.config.bn_policy, description="BatchNorm",
-                             layout=W.Layout(width="100%", max_width="430px", display="" if self.has_bn else "none"))
+                             layout=W.Layout(width="auto", flex="0 1 430px", min_width="0", display="" if self.has_bn else "none"))
         self.decay = W.FloatSlider(value=session.config.lr_decay, min=0.1, max=1.0, step=0.05,
                                    description="LR decay per block down", readout_format=".2f",
                                    style={"description_width": "initial"},
-                                   layout=W.Layout(width="auto", max_width="420px"),
+                                   layout=W.Layout(width="auto", flex="0 1 380px", min_width="280px"),
                                    tooltip="each block below the head gets lr x decay^distance")
         self.rows: dict[str, tuple[W.Checkbox, W.Label]] = {}
         grid = [W.HTML("<b>block</b>"), W.HTML("<b>parameters</b>"), W.HTML("<b>learning rate</b>")]
@@ -55,16 +56,15 @@ class FreezePanel(W.VBox):
         self.table = W.GridBox(grid, layout=W.Layout(grid_template_columns="max-content max-content max-content",
                                                      grid_gap="0 18px", overflow="visible", width="auto"))
         self.table.add_class("wb-blocks")
-        self.summary = W.HTML(layout=W.Layout(width="100%"))
+        self.summary = W.HTML()
         self.summary.add_class("wb-freeze-summary")
         for w in (self.preset, self.n, self.every):
             w.observe(lambda _: self._on_preset(), names="value")
         self.bn.observe(lambda change: self._configure(bn_policy=change["new"]), names="value")
         self.decay.observe(lambda change: self._configure(lr_decay=change["new"]), names="value")
-        options = W.HBox([self.n, self.every, self.decay, self.bn], layout=W.Layout(width="100%"))
+        options = W.HBox([self.n, self.every, self.decay, self.bn])
         options.add_class("wb-wrap-row")
-        super().__init__([W.HTML(STYLE), self.preset, options, self.summary, self.message, self.table],
-                         layout=W.Layout(width="100%"))
+        super().__init__([W.HTML(STYLE), self.preset, options, self.summary, self.message, self.table])
         self.add_class("wb-freeze")
         self.add_class("wb-view")
         self.painter = Painter(self.refresh, interval=0.5, budget=0.02)

@@ -38,7 +38,7 @@ class BackbonePicker(W.VBox):
         self.available: dict[str, bool] = {}  # name -> can pretrained=True load now (filled in the background)
         self._relabeling = False
         self.name = W.Dropdown(options=self.names, value=default, description="backbone",
-                               layout=W.Layout(width="100%", max_width="460px"))
+                               layout=W.Layout(width="auto", flex="0 1 460px", min_width="0"))
         self.name.add_class("wb-backbone")
         self.pretrained = W.Checkbox(value=True, description="pretrained weights", indent=False,
                                      layout=W.Layout(width="auto"))
@@ -49,7 +49,7 @@ class BackbonePicker(W.VBox):
         self.max_length = W.BoundedIntText(value=128, min=8, max=512, description="max tokens", **box)
         self.load_button = W.Button(description="Load", icon="download", button_style="primary")
         self.load_button.add_class("wb-load")
-        self.card = W.HTML(layout=W.Layout(width="100%"))
+        self.card = W.HTML()
         self.card.add_class("wb-card")
         self.progress = ProgressLine()
         self.progress.layout.display = "none"
@@ -60,9 +60,7 @@ class BackbonePicker(W.VBox):
                 W.HBox([self.load_button, self.progress])]
         for row in rows:
             row.add_class("wb-wrap-row")
-            row.layout.width = "100%"
-        super().__init__([W.HTML(STYLE), rows[0], rows[1], self.card, rows[2], self.message],
-                         layout=W.Layout(width="100%"))
+        super().__init__([W.HTML(STYLE), rows[0], rows[1], self.card, rows[2], self.message])
         self.add_class("wb-picker")
         self.add_class("wb-view")
         self._update_inputs()

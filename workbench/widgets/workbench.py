@@ -38,7 +38,7 @@ class Workbench(W.VBox):
             self.tabs.set_title(i, title)
         self.tabs.add_class("wb-tabs")
         self.tabs.observe(lambda _: self._shown(), names="selected_index")
-        super().__init__([W.HTML(STYLE), self.tabs, self.message], layout=W.Layout(width="100%", max_width="1100px"))
+        super().__init__([W.HTML(STYLE), self.tabs, self.message], layout=W.Layout(max_width="1100px"))
         self.add_class("wb-workbench")
         self.add_class("wb-view")
         if self.session is not None:
