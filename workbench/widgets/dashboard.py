@@ -464,6 +464,9 @@ class TrainingDashboard(W.VBox):
             self.progress.show(self._next_words())
 
     # ---- rendering ---------------------------------------------------------------------------------
+    def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
+        return f"TrainingDashboard widget (run the notebook to use it): {self.session!r}"
+
     def _ipython_display_(self) -> None:
         display_with_snapshot(self, self.snapshot)
 

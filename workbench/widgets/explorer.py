@@ -148,6 +148,9 @@ class ErrorExplorer(W.VBox):
         self._show_flags()
         self.painter.paint()
 
+    def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
+        return f"ErrorExplorer widget (run the notebook to use it): {self.analysis!r}"
+
     # ---- public twins -------------------------------------------------------------------------
     @guarded()
     def select(self, true: int | str, pred: int | str) -> None:

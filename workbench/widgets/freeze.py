@@ -75,6 +75,9 @@ class FreezePanel(W.VBox):
         session.on("fit_end", lambda _: self.painter.flush())
         self.refresh()
 
+    def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
+        return f"FreezePanel widget (run the notebook to use it): {self.session!r}"
+
     # ---- public twins -------------------------------------------------------------------------
     @guarded()
     def apply(self, spec) -> None:

@@ -67,6 +67,9 @@ class BackbonePicker(W.VBox):
         self._describe()
         threading.Thread(target=self._mark_available, name="workbench-catalog", daemon=True).start()
 
+    def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
+        return f"BackbonePicker widget (run the notebook to use it): {self.kind or 'any'} backbones"
+
     # ---- public twins -------------------------------------------------------------------------
     def on_load(self, fn: Callable) -> None:
         """Call fn(model) when a load succeeds (in the loading thread: assign traits only)."""

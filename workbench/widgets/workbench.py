@@ -45,6 +45,10 @@ class Workbench(W.VBox):
             self._attach(self.session)
             self.tabs.selected_index = 2
 
+    def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
+        what = repr(self.session) if self.session is not None else f"{self.data!r}, no backbone yet"
+        return f"Workbench widget (run the notebook to use it): {what}"
+
     def _ipython_display_(self) -> None:
         display_with_snapshot(self, self.snapshot)
 
