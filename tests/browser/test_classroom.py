@@ -252,3 +252,73 @@ def test_quickstart_fits_with_the_file_browser_and_at_150_percent(page, lab):
     zoomed.context.close()
     assert not errors, f"the zoomed page logged errors: {errors}"
     assert not walk.clipped, "clipped widget areas:\n" + json.dumps(walk.clipped, indent=1)
+
+
+TEXT_CELLS = [
+    "from types import SimpleNamespace\n"
+    "import numpy as np\n"
+    "import workbench as wb\n"
+    "from workbench.train.records import Predictions\n"
+    "reviews = wb.load_data('rotten-tomatoes').subset(train=20, valid=30, seed=0)\n"
+    "long = 'a very long review that goes on and on, ' * 25 + 'and ends here: THE END.'\n"
+    "texts = [long if i % 5 == 0 else reviews.item(i) for i in range(len(reviews.valid))]\n"
+    "labels = [reviews.classes[k] for k in reviews.valid.labels]\n"
+    "data = wb.Data.from_texts(texts, labels, valid=(texts, labels), name='reviews')\n"
+    "y = data.valid.labels\n"
+    "rng = np.random.default_rng(0)\n"
+    "pred = np.where(rng.random(len(y)) < 0.4, 1 - y, y)\n"
+    "logits = rng.normal(size=(len(y), 2)).astype(np.float32)\n"
+    "logits[np.arange(len(y)), pred] += 3.0\n"
+    "z = logits - logits.max(1, keepdims=True)\n"
+    "losses = -(z - np.log(np.exp(z).sum(1, keepdims=True)))[np.arange(len(y)), y]\n"
+    "fake = SimpleNamespace(data=data, previous_predictions=None, on=lambda e, fn: fn,\n"
+    "    predictions=Predictions(logits, np.asarray(y), losses.astype(np.float32), np.arange(len(y)), 1))",
+    "x = wb.ErrorExplorer(fake); x",
+]
+
+
+def test_text_explorer_fits_and_long_reviews_open_on_a_click(page, lab):
+    """The 2x2 matrix of a text run, its side tabs and review cards: nothing clipped at 1280x800
+    with the file browser open nor at 150% zoom; a long review shows its start, all of it on a click."""
+    page.set_viewport_size(WINDOW)
+    name = lab.write_notebook("text_explorer.ipynb", TEXT_CELLS)
+    open_notebook(page, lab, name)
+    _file_browser(page, True)
+    from browser.lab import run_all
+
+    run_all(page)
+    wait_until_idle(page, timeout=120)
+    explorer = page.locator(".wb-explorer")
+    expect(explorer.locator(".wb-matrix")).to_be_visible(timeout=30_000)
+    walk = Walk(page, "text_1280x800")
+    walk.check("matrix", explorer)
+    page.locator(".wb-matrix button.cm-cell-0-1").click()
+    cards = page.locator(".wb-gallery-box .wb-card-text")
+    expect(cards.first).to_be_visible(timeout=15_000)
+    long_card = cards.filter(has_text="a very long review").first
+    shown = long_card.inner_text()  # what is rendered (a closed <details> renders only its summary)
+    assert "THE END" not in shown and "(more)" in shown, shown
+    font = long_card.evaluate("el => parseFloat(getComputedStyle(el.querySelector('.wb-snippet')).fontSize)")
+    assert font >= 14, f"review text is {font}px"
+    long_card.locator("summary").click()
+    expect(long_card.locator("details")).to_have_attribute("open", "")
+    assert "THE END" in long_card.inner_text() and "(more)" not in long_card.inner_text()
+    walk.check("cards", page.locator(".wb-gallery-box"))
+    page.keyboard.press("Control+s")
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-dirty")).to_have_count(0, timeout=15_000)
+    errors: list[str] = []
+    context = page.context.browser.new_context(
+        viewport={"width": round(WINDOW["width"] / ZOOM), "height": round(WINDOW["height"] / ZOOM)},
+        device_scale_factor=ZOOM)
+    zoomed = context.new_page()
+    zoomed.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    zoomed.on("pageerror", lambda e: errors.append(str(e)))
+    zoomed.goto(f"{lab.url}lab/tree/{name}")
+    expect(zoomed.locator(".wb-explorer .wb-matrix")).to_be_visible(timeout=60_000)
+    _file_browser(zoomed, False)
+    walk.page, walk.prefix = zoomed, "text_zoom150"
+    walk.check("matrix", zoomed.locator(".wb-explorer"))
+    walk.check("cards", zoomed.locator(".wb-gallery-box"))
+    context.close()
+    assert not errors, errors
+    assert not walk.clipped, "clipped widget areas:\n" + json.dumps(walk.clipped, indent=1)

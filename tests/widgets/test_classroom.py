@@ -238,3 +238,16 @@ def test_find_lr_shows_the_curve_and_uses_its_suggestion(session) -> None:
     assert "LR range test done" in d.progress.text() and session.history == []  # weights restored, no epoch
     d.use_lr_button.click()
     assert session.config.lr == d.lr_suggestion and d.inputs["lr"].value == d.lr_suggestion
+
+
+def test_a_hidden_why_panel_explains_again_only_when_shown(session) -> None:
+    session.step()
+    x = wb.ErrorExplorer(session)
+    i = int(x.analysis.top_losses(1)["id"].iloc[0])
+    x.gallery.click(i, "why")
+    first = x.why.explained
+    x.visible = False  # e.g. the Workbench's Train tab is selected
+    session.step()
+    assert x.why.explained is first and x.why.painter.dirty and x.painter.dirty
+    x.visible = True
+    assert x.why.explained is not first and x.why.index == i and "epoch 2" in x.header.value

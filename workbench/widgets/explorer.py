@@ -148,6 +148,17 @@ class ErrorExplorer(W.VBox):
         self._show_flags()
         self.painter.paint()
 
+    @property
+    def visible(self) -> bool:
+        return self.painter.visible
+
+    @visible.setter
+    def visible(self, shown: bool) -> None:
+        """Shown or not (a Workbench tab): hidden, it and its Why panel and map only mark themselves
+        stale after epochs, and repaint when shown again."""
+        for painter in (self.painter, self.why.painter, self.data_map.painter):
+            painter.visible = shown
+
     def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
         return f"ErrorExplorer widget (run the notebook to use it): {self.analysis!r}"
 

@@ -87,7 +87,8 @@ def gallery_html(analysis, data, ids, thumbs: ThumbnailCache | None, title: str,
     ids = [int(i) for i in ids]
     shown = ids[:limit]
     more = f" (showing the first {limit})" if len(ids) > limit else ""
-    hint = " · click a card's picture or Why? to see what the model looked at" if actions and shown else ""
+    look = "a card's picture or its Why?" if data.kind == "image" else "Why? on a card"
+    hint = f" · click {look} to see what the model looked at" if actions and shown else ""
     head = (f'<div class="wb-head wb-muted"><b>{esc(title)}</b>: {len(ids)} sample{"s" if len(ids) != 1 else ""}'
             f"{esc(more)}{esc(hint)}</div>")
     if not shown:

@@ -15,7 +15,7 @@ import traitlets
 
 from ..analysis import ErrorAnalysis, explain_many
 from ..plots import image_png, overlay, tokens_html
-from .common import STYLE, MessageBox, esc, guarded
+from .common import STYLE, MessageBox, Painter, esc, guarded
 from .gallery import GALLERY_STYLE, ThumbnailCache, snippet_html
 
 NEIGHBOURS = 8
@@ -42,8 +42,10 @@ class WhyPanel(W.VBox):
         self._stale = False
         self.children = [W.HTML(STYLE), self.title, self.message, self.attributions, self.neighbour_box]
         self.add_class("wb-why")
+        # recomputing an explanation takes seconds: after a run, and only while the panel is shown
+        self.painter = Painter(self._refresh_after_fit, interval=0.0, budget=1.0)
         session.on("epoch_end", lambda _: self._model_changed())
-        session.on("fit_end", lambda _: self._refresh_after_fit())
+        session.on("fit_end", lambda _: self._stale and self.painter.request())
 
     @guarded()
     def show(self, index: int) -> None:

@@ -74,7 +74,7 @@ class Workbench(W.VBox):
     def _shown(self) -> None:
         """Views in hidden tabs only mark themselves stale after epochs; the selected one repaints now."""
         if self.explorer is not None:
-            self.explorer.painter.visible = self.tabs.selected_index == TABS.index("Errors")
+            self.explorer.visible = self.tabs.selected_index == TABS.index("Errors")
 
 
 def _placeholder(text: str) -> W.HTML:
