@@ -40,8 +40,8 @@ STYLE = """<style>
 .wb-status-paused {color: #8a5300; font-weight: 600}
 .wb-wrap-row {flex-wrap: wrap; overflow: visible !important; gap: 4px 8px; align-items: center}
 .wb-tabs > .lm-TabBar .lm-TabBar-content, .wb-subtabs > .lm-TabBar .lm-TabBar-content {flex-wrap: wrap}
-.wb-tabs > .lm-TabBar .lm-TabBar-tab, .wb-subtabs > .lm-TabBar .lm-TabBar-tab {flex: 0 0 auto !important; min-width: 0 !important;
-  max-width: none !important; width: auto !important; padding: 0 14px !important}
+.wb-tabs > .lm-TabBar .lm-TabBar-tab, .wb-subtabs > .lm-TabBar .lm-TabBar-tab {flex: 0 0 auto !important;
+  min-width: 0 !important; max-width: none !important; width: auto !important; padding: 0 14px !important}
 .wb-tabs > .lm-TabBar, .wb-subtabs > .lm-TabBar {min-height: fit-content}
 .wb-view .widget-tab-contents, .wb-view .jupyter-widget-tab-contents {overflow: visible}
 .jp-OutputArea-child:has(.wb-live) + .jp-OutputArea-child:has(.jp-RenderedImage) {display: none}

@@ -15,7 +15,6 @@ milliseconds (a head on cached features) stay within a few percent of the same e
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

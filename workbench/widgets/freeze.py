@@ -28,8 +28,9 @@ class FreezePanel(W.VBox):
         self.preset = W.ToggleButtons(options=PRESETS, value=_preset_of(session.freeze_spec),
                                       style={"button_width": "auto"}, layout=W.Layout(width="auto"))
         self.preset.add_class("wb-preset")
-        self.n = W.IntSlider(value=min(2, below_head), min=1, max=max(1, below_head), description="blocks below the head",
-                             style={"description_width": "initial"}, layout=W.Layout(width="auto", flex="0 1 380px", min_width="260px"))
+        self.n = W.IntSlider(value=min(2, below_head), min=1, max=max(1, below_head),
+                             description="blocks below the head", style={"description_width": "initial"},
+                             layout=W.Layout(width="auto", flex="0 1 380px", min_width="260px"))
         self.every = W.IntSlider(value=1, min=1, max=10, description="one more block every (epochs)",
                                  style={"description_width": "initial"},
                                  layout=W.Layout(width="auto", flex="0 1 420px", min_width="300px"))
@@ -37,7 +38,8 @@ class FreezePanel(W.VBox):
         self.bn = W.Dropdown(options=[("frozen BatchNorm keeps its statistics", "frozen"),
                                       ("frozen BatchNorm updates its statistics", "train")],
                              value=session.config.bn_policy, description="BatchNorm",
-                             layout=W.Layout(width="auto", flex="0 1 430px", min_width="0", display="" if self.has_bn else "none"))
+                             layout=W.Layout(width="auto", flex="0 1 430px", min_width="0",
+                                             display="" if self.has_bn else "none"))
         self.decay = W.FloatSlider(value=session.config.lr_decay, min=0.1, max=1.0, step=0.05,
                                    description="LR decay per block down", readout_format=".2f",
                                    style={"description_width": "initial"},
