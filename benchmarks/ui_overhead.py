@@ -15,12 +15,24 @@ epochs stay within a few percent. The JSON also gives the ratio of medians and o
 time spent inside the dashboard's event handlers per epoch, and the 1-minute load average.
 
     cd benchmarks && ../.venv/bin/python ui_overhead.py [--rounds 7] [--threads 1]
+
+`--case head` (issue 16: "head-only epochs in the widget within 1.2x of the same epochs in code"):
+the quickstart's set-up (mnist-5k, 4,000 / 1,000, efficientnet_lite0 at 64 px, head only, batch 64)
+with a whole Workbench displayed on one session. Each round trains `--epochs` head-only epochs on
+cached features three ways, alternating: through the Workbench's Train N (`dash.train(k)`, timed
+until its thread has ended, i.e. including the repaint at the end of the run), in code with
+`fit(k, progress=False)`, and in code with the default tqdm bars (`fit(k)` in a kernel). It reports
+the ratio widget / code for the epochs themselves (fit_start -> fit_end on the widget's session)
+and for the run until the widget shows it, the per-epoch "time s" of both, and the repaints.
+
+    cd benchmarks && ../.venv/bin/python ui_overhead.py --case head [--rounds 7] [--epochs 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import statistics
 import sys
@@ -75,6 +87,55 @@ def timed_step(name, s):
 
 print("WB-RESULT " + json.dumps({"python": sys.executable, "train": len(data.train), "valid": len(data.valid),
                                  "threads": torch.get_num_threads()}))
+"""
+
+SETUP_HEAD = """\
+import json, os, sys, time
+import torch
+import workbench as wb
+from IPython.display import display
+
+data = wb.load_data("mnist-5k")
+
+def make():
+    torch.manual_seed(0)  # the same new head in all three
+    model = wb.load_backbone("efficientnet_lite0", num_classes=data.num_classes, image_size=64)
+    return wb.Session(data, model, optimizer="adamw", lr=1e-3, batch_size=64, seed=0, freeze="head")
+
+s_ui, s_plain, s_tqdm = make(), make(), make()
+bench = wb.Workbench(s_ui)
+display(bench)  # all four views and the static snapshot, the Train tab selected
+dash = bench.dashboard
+marks = {}
+s_ui.on("fit_start", lambda e: marks.__setitem__("start", time.perf_counter()))
+s_ui.on("fit_end", lambda e: marks.__setitem__("end", time.perf_counter()))
+
+def widget(k):
+    t = time.perf_counter()
+    dash.train(k)
+    dash.wait()
+    return time.perf_counter() - t
+
+def code(s, k, progress):
+    t = time.perf_counter()
+    s.fit(k, progress=progress)
+    return time.perf_counter() - t
+
+print("WB-RESULT " + json.dumps({"python": sys.executable, "train": len(data.train), "valid": len(data.valid),
+                                 "threads": torch.get_num_threads()}))
+"""
+
+ROUND_HEAD = """\
+k = {k}
+jobs = {{"ui": lambda: widget(k), "plain": lambda: code(s_plain, k, False), "tqdm": lambda: code(s_tqdm, k, True)}}
+names = list(jobs) if {r} % 2 == 0 else list(reversed(jobs))
+paints = (dash.painter.paints, dash.painter.seconds)
+times = {{name: jobs[name]() for name in names}}
+last = lambda s: [r.epoch_time_s for r in s.history[-k:]]
+print("WB-RESULT " + json.dumps({{**times, "ui_fit": marks["end"] - marks["start"], "load": os.getloadavg()[0],
+                                 "ui_epoch_s": last(s_ui), "plain_epoch_s": last(s_plain),
+                                 "paints": dash.painter.paints - paints[0],
+                                 "paint_s": dash.painter.seconds - paints[1]}}))
 """
 
 ROUND = """\
@@ -137,15 +198,89 @@ def run(client, drain: IOPubDrain, code: str, timeout: float = 900) -> dict:
 
 
 def main() -> None:
-    from jupyter_client.manager import KernelManager
-
     parser = argparse.ArgumentParser()
+    parser.add_argument("--case", choices=("full", "head"), default="full",
+                        help="full: full fine-tuning epochs, Dashboard vs headless; head: head-only epochs, "
+                             "Workbench's Train N vs the same epochs in code")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=5, help="head case: epochs per run (Train N)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in the kernel; 0 = torch's default (see the module docstring)")
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds must be >= 3")
+    (main_head if args.case == "head" else main_full)(args)
+
+
+def _kernel():
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])  # this checkout
+    km.start_kernel(cwd=str(REPO), env=env)
+    client = km.client()
+    client.start_channels()
+    return km, client
+
+
+def main_head(args) -> None:
+    km, client = _kernel()
+    drain = None
+    try:
+        client.wait_for_ready(timeout=60)
+        drain = IOPubDrain(client)
+        pin = f"import torch\ntorch.set_num_threads({args.threads})\n" if args.threads else ""
+        info = run(client, drain, pin + SETUP_HEAD)
+        w = run(client, drain, ROUND_HEAD.format(k=1, r=0))  # warm-up: builds each session's feature cache
+        print(f"warm-up (feature caches): ui {w['ui']:.1f} s, plain {w['plain']:.1f} s, tqdm {w['tqdm']:.1f} s",
+              file=sys.stderr)
+        rounds = []
+        for r in range(args.rounds):
+            t = run(client, drain, ROUND_HEAD.format(k=args.epochs, r=r))
+            rounds.append(t)
+            print(f"round {r + 1}: widget {t['ui']:.3f} s (its epochs {t['ui_fit']:.3f} s, {t['paints']} paints "
+                  f"{t['paint_s']:.3f} s), code {t['plain']:.3f} s, code+tqdm {t['tqdm']:.3f} s, load {t['load']:.1f}",
+                  file=sys.stderr)
+    finally:
+        if drain is not None:
+            drain.stop.set()
+            drain.thread.join(timeout=5)
+        client.stop_channels()
+        km.shutdown_kernel(now=True)
+
+    def ratios(num: str, den: str) -> dict:
+        r = [t[num] / t[den] for t in rounds]
+        return {"median": round(statistics.median(r), 4), "min": round(min(r), 4), "max": round(max(r), 4)}
+
+    med = {k: statistics.median(t[k] for t in rounds) for k in ("ui", "ui_fit", "plain", "tqdm")}
+    ui_epochs = [x for t in rounds for x in t["ui_epoch_s"]]
+    plain_epochs = [x for t in rounds for x in t["plain_epoch_s"]]
+    emit("ui_overhead_head_only", {
+        "setup": f"one ipykernel via jupyter_client (a client thread drains iopub); mnist-5k {info['train']}/"
+                 f"{info['valid']}, efficientnet_lite0 64 px, head only on cached features, batch 64, "
+                 f"{args.epochs} epochs per run, kernel torch threads {info['threads']}; widget = a displayed "
+                 "Workbench (Train tab), Train N through TrainingDashboard.train(k)",
+        "target": "widget epochs <= 1.2x the same epochs in code (issue 16)",
+        "rounds": args.rounds,
+        "epochs_per_run": args.epochs,
+        # the epochs themselves: fit_start -> fit_end of the widget's session vs fit() in code
+        "ratio_epochs_widget_vs_code": ratios("ui_fit", "plain"),
+        "meets_target": ratios("ui_fit", "plain")["median"] <= 1.2,
+        # until the widget shows the run's end (its thread ended, the final repaint done)
+        "ratio_until_shown_widget_vs_code": ratios("ui", "plain"),
+        "ratio_code_tqdm_vs_code": ratios("tqdm", "plain"),
+        "median_s": {k: round(v, 4) for k, v in med.items()},
+        "epoch_time_s_median": {"widget": round(statistics.median(ui_epochs), 4),
+                                "code": round(statistics.median(plain_epochs), 4)},
+        "paints_per_run": [t["paints"] for t in rounds],
+        "paint_s_per_run": [round(t["paint_s"], 3) for t in rounds],
+        "load_avg_1min": [round(t["load"], 2) for t in rounds],
+    })
+
+
+def main_full(args) -> None:
+    from jupyter_client.manager import KernelManager
 
     km = KernelManager(kernel_name="python3")
     km.start_kernel(cwd=str(REPO))

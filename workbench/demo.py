@@ -3,13 +3,20 @@
 Fine-tunes the bundled EfficientNet-Lite0 on MNIST-5k (head only on cached features, then the
 last two blocks too), or the bundled MiniLM on Rotten Tomatoes, printing one line per epoch.
 Works offline: everything it loads ships inside installed packages.
+
+`--prepare-workspace DIR` is what `./run demo` calls before it opens JupyterLab: it copies the
+notebooks into DIR (only the ones not there yet: a student's edits are kept) and prints the
+quickstart's path. The tracked notebooks never change; autosave, outputs and exported CSVs stay
+in DIR, which holds its own .gitignore so git ignores it wherever it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
+from pathlib import Path
 
 
 def run_images(epochs_head: int, epochs_last: int) -> None:
@@ -58,13 +65,40 @@ def _report(session) -> None:
         print(f"  {row.true} -> {row.predicted}: {row.count}")
 
 
+def prepare_workspace(dest, notebooks) -> Path:
+    """Copy every notebook under `notebooks` into `dest` (keeping sub-folders) unless a copy is
+    there already; returns the copy of quickstart.ipynb."""
+    dest, notebooks = Path(dest).expanduser().resolve(), Path(notebooks).resolve()
+    if dest == notebooks or notebooks in dest.parents:
+        raise SystemExit(f"The workspace {dest} must not be inside {notebooks}: pick another folder.")
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = dest / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# a workbench demo workspace: copies of the notebooks, outputs, exports\n*\n")
+    for source in sorted(notebooks.rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in source.parts:
+            continue
+        copy = dest / source.relative_to(notebooks)
+        if not copy.exists():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy)
+    return dest / "quickstart.ipynb"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./run demo --headless", description=__doc__.splitlines()[0])
     parser.add_argument("--headless", action="store_true", help="run in the terminal (this module always does)")
     parser.add_argument("--text", action="store_true", help="MiniLM on Rotten Tomatoes instead of images")
     parser.add_argument("--epochs-head", type=int, default=3, help="epochs with only the head training")
     parser.add_argument("--epochs-last", type=int, default=2, help="epochs with the last 2 blocks unfrozen")
+    parser.add_argument("--prepare-workspace", metavar="DIR",
+                        help="copy the notebooks into DIR (missing ones only), print the quickstart's path, exit")
+    parser.add_argument("--notebooks", metavar="DIR", default=str(Path(__file__).resolve().parents[1] / "notebooks"),
+                        help="where the notebooks to copy are (default: the checkout's notebooks/)")
     args = parser.parse_args(argv)
+    if args.prepare_workspace:
+        print(prepare_workspace(args.prepare_workspace, args.notebooks))
+        return 0
     start = time.perf_counter()
     (run_text if args.text else run_images)(args.epochs_head, args.epochs_last)
     print(f"\ndone in {time.perf_counter() - start:.0f} s")

@@ -5,6 +5,11 @@ in a notebook kernel and in an interactive terminal, off in pipes and CI logs; t
 variable WORKBENCH_PROGRESS=0/1, or `session.fit(n, progress=False)`, decides otherwise. Widgets
 show their own progress and train with progress=False. tqdm imports IPython only where a kernel
 already runs, so a headless script loads no UI module.
+
+In a notebook a finished bar becomes a plain line of text (its final tqdm line, e.g. "epoch 3
+(cached features): 100%|...| 63/63 [00:00<00:00, ...]"): widget state is not saved with a notebook,
+so a widget bar would reopen as its first repr, "0%", in a saved or executed notebook. Each bar is
+displayed with a display id and, when it closes, that output is replaced by its last line.
 """
 
 from __future__ import annotations
@@ -49,9 +54,31 @@ class ProgressBars:
             self._session.off(event, fn)
         self._fit_end(None)
 
+    def _bar(self, **kwargs: Any) -> Any:
+        """A tqdm bar; in a notebook, displayed under a display id so close() can leave its last line."""
+        notebook = False
+        if "IPython" in sys.modules:  # tqdm.auto picks its notebook bar only where IPython runs
+            from tqdm.notebook import tqdm_notebook
+
+            notebook = isinstance(self._tqdm, type) and issubclass(self._tqdm, tqdm_notebook)
+        if not notebook:
+            return self._tqdm(**kwargs)
+        from IPython.display import display
+
+        bar = self._tqdm(display=False, **{**kwargs, "leave": True})
+        bar._wb_handle = display(bar.container, display_id=True)
+        return bar
+
+    def _close(self, bar: Any) -> None:
+        bar.close()
+        handle = getattr(bar, "_wb_handle", None)
+        if handle is not None:
+            line = str(bar)  # tqdm's final line: "desc: 100%|██████████| 63/63 [00:01<00:00, 45.1batch/s]"
+            handle.update({"text/plain": line}, raw=True)
+
     def _epoch_start(self, e) -> None:
         path = "cached features" if e.fast_path else "full forward"
-        self._epoch = self._tqdm(total=e.num_batches, desc=f"epoch {e.epoch} ({path})", unit="batch", leave=True)
+        self._epoch = self._bar(total=e.num_batches, desc=f"epoch {e.epoch} ({path})", unit="batch", leave=True)
 
     def _batch_end(self, b) -> None:
         if self._epoch is not None:
@@ -64,20 +91,20 @@ class ProgressBars:
         self._epoch.n = r.batches
         valid = f", valid loss {r.valid_loss:.4f}, acc {r.valid_accuracy:.3f}" if r.valid_loss is not None else ""
         self._epoch.set_postfix_str(f"train loss {r.train_loss:.4f}{valid}{'; ' + r.stopped if r.stopped else ''}")
-        self._epoch.close()
+        self._close(self._epoch)
         self._epoch = None
 
     def _progress(self, p) -> None:
         bar = self._tasks.get(p.task)
         if bar is None:
-            bar = self._tasks[p.task] = self._tqdm(total=p.total, desc=p.task, unit="batch", leave=False)
+            bar = self._tasks[p.task] = self._bar(total=p.total, desc=p.task, unit="batch", leave=False)
         bar.n = p.done
         bar.refresh()
         if p.done >= p.total:
-            bar.close()
+            self._close(bar)
             del self._tasks[p.task]
 
     def _fit_end(self, _) -> None:
         for bar in [*self._tasks.values(), *([self._epoch] if self._epoch is not None else [])]:
-            bar.close()
+            self._close(bar)
         self._tasks, self._epoch = {}, None

@@ -180,6 +180,9 @@ def start_lab(tmp: Path, notebooks: Path = NOTEBOOKS, timeout: float = 60) -> La
         "JUPYTERLAB_WORKSPACES_DIR": str(workspaces),
         "IPYTHONDIR": str(tmp / "ipython"),
         "PYTHONUNBUFFERED": "1",
+        # the kernel imports this checkout's workbench, not whatever the venv's editable install points
+        # at (a second worktree sharing the venv would otherwise test the other tree's code)
+        "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])]),
     })
     env.pop("JUPYTER_TOKEN", None)
 

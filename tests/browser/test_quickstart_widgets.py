@@ -136,12 +136,12 @@ def test_quickstart_workbench_step_train_stop_and_snapshot(page, lab):
     page.locator(".wb-preset button", has_text="Full").click()
     expect(page.locator(".wb-preset button.mod-active")).to_have_text("Full")
     _tab(page, "Train").click()
-    n_box = page.locator(".wb-train ~ .widget-text input")
+    n_box = page.locator(".wb-n-epochs input")
     n_box.fill("5")
     n_box.press("Enter")
     page.locator(".wb-train").click()
-    status = page.locator(".wb-status")
-    expect(status).to_contain_text(re.compile(r"epoch 2 · batch \d+/\d+"), timeout=60_000)
+    status = page.locator(".wb-dashboard .wb-status")
+    expect(status).to_contain_text(re.compile(r"epoch 2: batch \d+/\d+"), timeout=60_000)
     expect(page.locator(".wb-stop")).to_be_enabled()
 
     t0 = time.monotonic()
@@ -151,7 +151,7 @@ def test_quickstart_workbench_step_train_stop_and_snapshot(page, lab):
     cell_s = time.monotonic() - t0
     # Still training when the output came: an epoch in progress, Stop live, no new history row.
     running_status = status.inner_text()
-    assert re.search(r"epoch 2 · batch \d+/\d+", running_status), running_status
+    assert re.search(r"epoch 2: batch \d+/\d+", running_status), running_status
     expect(page.locator(".wb-stop")).to_be_enabled()
     expect(page.locator(".wb-train")).to_be_disabled()
     assert _history_epochs(page) == ["1"]
@@ -162,7 +162,7 @@ def test_quickstart_workbench_step_train_stop_and_snapshot(page, lab):
     # ---- Stop: halts within about one batch -------------------------------------------------
     # Wait for a fresh progress report so the batch number we read is current (<= 5 Hz reports).
     before = status.inner_text()
-    page.wait_for_function("b => document.querySelector('.wb-status').innerText !== b", arg=before,
+    page.wait_for_function("b => document.querySelector('.wb-dashboard .wb-status').innerText !== b", arg=before,
                            timeout=15_000, polling=20)
     report = status.inner_text()
     batch_at_click = int(re.search(r"batch (\d+)/", report).group(1))

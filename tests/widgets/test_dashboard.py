@@ -19,7 +19,7 @@ def test_step_epoch_trains_one_epoch_and_updates_plot_table_progress(session) ->
     assert len(session.history) == 1 and session.history[0].completed
     assert d.plot.value != first_plot and d.plot.value[:4] == b"\x89PNG"
     assert "valid acc" in d.table.value and "<td>1</td>" in d.table.value
-    assert d.progress.value == d.progress.max
+    assert d.progress.bar.value == d.progress.bar.max
     assert not d.step_button.disabled and d.stop_button.disabled
 
 

@@ -21,8 +21,9 @@ def test_explorer_has_the_three_tabs_and_why_shows_the_script_numbers(trained) -
     tabs = x.explain_tabs
     assert [tabs.get_title(i) for i in range(3)] == ["Why", "Label issues", "Map"]
     x.show_top_losses()
-    first = x.flag_pick.options[0][1]
-    x.flag_pick.value = (first,)  # picking one sample explains it
+    first = x.shown_ids[0]
+    tabs.selected_index = 1
+    x.gallery.click(first, "why")  # a click on the card's picture or its Why? button
     assert x.why.index == first and tabs.selected_index == 0
     expected = wb.explain_many(trained, [first, first], ["true", "pred"])
     for got, want in zip(x.why.explained, expected):

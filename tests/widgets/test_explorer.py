@@ -99,24 +99,50 @@ def test_text_gallery_escapes_untrusted_text(texts) -> None:
     assert "&lt;b&gt;bold&lt;/b&gt; claim" in x.gallery.value and "<b>bold</b>" not in x.gallery.value
 
 
-def test_flag_for_relabelling_and_export(tmp_path, texts) -> None:
+def test_flag_unflag_and_relabel_from_the_cards_and_export(tmp_path, texts) -> None:
     labels = texts.valid.labels
     x = ErrorExplorer(fake_session(texts, predictions(labels, 1 - labels, 2)))
     x.select(0, 1)
-    first_two = [v for _, v in x.flag_pick.options[:2]]
-    x.flag_pick.value = tuple(first_two)
-    x.flag_button.click()
+    first_two = x.shown_ids[:2]
+    assert f'data-id="{first_two[0]}"' in x.gallery.value and 'data-action="flag"' in x.gallery.value
+    for i in first_two:
+        x.gallery.click(i, "flag")  # what a click on the card's Flag button sends
     assert [f["id"] for f in x.analysis.flagged] == first_two and "wb-flagged" in x.gallery.value
+    assert "2 flagged" in x.flag_list.value and x.side.get_title(4) == "Flagged (2)"
     x.refresh()  # a new epoch's analysis keeps the flags
     assert [f["id"] for f in x.analysis.flagged] == first_two
-    x.flag_pick.value = (first_two[0],)
-    x.unflag_button.click()
+    x.gallery.click(first_two[0], "unflag")
+    x.gallery.click(first_two[1], "relabel", label=texts.classes.index("good"))  # the card's "relabel as…" list
     x.export_path.value = str(tmp_path / "flags.csv")
     x.export_button.click()
     lines = (tmp_path / "flags.csv").read_text().splitlines()
     sample = texts.valid.sample_id(first_two[1])
-    assert lines == ["id,sample,given_label,predicted_label,note", f"{first_two[1]},{sample},bad,good,label looks wrong"]
+    assert lines == ["id,sample,given_label,predicted_label,note", f"{first_two[1]},{sample},bad,good,relabel as good"]
     assert "Wrote 1 flagged" in x.message.text
+
+
+def test_the_selected_cell_is_a_synced_trait_that_code_can_set(texts) -> None:
+    labels = texts.valid.labels
+    x = ErrorExplorer(fake_session(texts, predictions(labels, 1 - labels, 2)))
+    assert x.trait_metadata("selected", "sync") is True and "selected" in x.get_state()
+    x.selected = (1, 0)  # from code, as from a click
+    assert x.shown_ids == list(x.analysis.indices(1, 0)) and "true good, predicted as bad" in x.gallery.value
+    assert x.get_state()["selected"] == (1, 0) or list(x.get_state()["selected"]) == [1, 0]
+    x.show_top_losses()
+    assert x.selected is None
+
+
+def test_long_texts_show_their_start_and_the_rest_on_a_click() -> None:
+    long = "word " * 200 + "<script>alert(1)</script> END"
+    texts = [long, "short one"] * 6
+    labels = ["bad", "good"] * 6
+    data = wb.Data.from_texts(texts, labels, valid=(texts, labels))
+    y = data.valid.labels
+    x = ErrorExplorer(fake_session(data, predictions(y, 1 - y, 2)))
+    x.select("bad", "good")
+    html = x.gallery.value
+    assert "<details>" in html and "(more)" in html and "END" in html  # the whole text, behind the click
+    assert "<script>" not in html and "&lt;script&gt;" in html
 
 
 def test_fifty_classes_collapse_to_the_most_confused_and_can_be_picked() -> None:

@@ -226,6 +226,13 @@ class Data:
             out.recipe = [*self.recipe, {"call": "subset", "kwargs": {"train": train, "valid": valid, "seed": seed}}]
         return out
 
+    # ---- data.show(): a sample grid (issue 16; the logic lives in show.py) -----------------------
+    def show(self, n: int = 12, split: str = "train", seed: int = 0):
+        """`n` samples with their labels, spread over the classes: a grid in a notebook (HTML), a list in a terminal."""
+        from .show import SampleGrid
+
+        return SampleGrid(self, n=n, split=split, seed=seed)
+
     def __repr__(self) -> str:
         names = [repr(c if len(c) <= 20 else c[:19] + "…") for c in self.classes]
         shown = ", ".join(names if len(names) <= 6 else names[:3] + ["..."] + names[-2:])

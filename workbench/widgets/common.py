@@ -1,10 +1,14 @@
-"""Pieces every view shares: the message box, safe handlers, escaping, styles."""
+"""Pieces every view shares: the message box, safe handlers, escaping, styles, the repaint
+throttle, the progress line and the static snapshot a saved notebook keeps."""
 
 from __future__ import annotations
 
 import functools
 import html
 import logging
+import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,16 +19,32 @@ from ..errors import WorkbenchError
 log = logging.getLogger("workbench.widgets")
 
 # One <style> block per view; every class is prefixed "wb-" so nothing leaks into JupyterLab.
+# Text a person reads is at least 13-14 px (a projector); ipywidgets' HTML content has a 28 px
+# line height (made for one-line labels) that double-spaces paragraphs, so our blocks set their own.
+# Boxes and grids in ipywidgets 8 scroll (`overflow: auto`): our layouts wrap instead, so a narrow
+# notebook (file browser open, 150% zoom) gets no nested scrollbars.
 STYLE = """<style>
-.wb-msg {padding: 6px 10px; border-radius: 4px; margin: 4px 0; font-size: 13px; line-height: 1.4}
+.wb-view .widget-html-content {line-height: 1.45}
+.wb-msg {padding: 6px 10px; border-radius: 4px; margin: 4px 0; font-size: 14px; line-height: 1.45}
 .wb-msg-error {background: #fdecea; border-left: 4px solid #d32f2f; color: #611a15}
 .wb-msg-info {background: #e8f4fd; border-left: 4px solid #1976d2; color: #0d3c61}
 .wb-msg-ok {background: #edf7ed; border-left: 4px solid #2e7d32; color: #1e4620}
-.wb-table {border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums}
-.wb-table th, .wb-table td {padding: 2px 8px; border-bottom: 1px solid #e0e0e0; text-align: right}
+.wb-table {border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; line-height: 1.4}
+.wb-table th, .wb-table td {padding: 2px 6px; border-bottom: 1px solid #e0e0e0; text-align: right}
+.wb-table td {white-space: nowrap}
 .wb-table th:first-child, .wb-table td:first-child {text-align: left}
-.wb-muted {color: #757575; font-size: 12px}
-.wb-card {font-size: 13px; line-height: 1.5}
+.wb-table td.wb-wrap {text-align: left; white-space: normal; min-width: 8em}
+.wb-muted {color: #616161; font-size: 13px}
+.wb-card {font-size: 14px; line-height: 1.5}
+.wb-status-text {font-size: 14px; line-height: 1.4}
+.wb-status-paused {color: #8a5300; font-weight: 600}
+.wb-wrap-row {flex-wrap: wrap; overflow: visible !important; gap: 4px 8px; align-items: center}
+.wb-tabs > .lm-TabBar .lm-TabBar-content, .wb-subtabs > .lm-TabBar .lm-TabBar-content {flex-wrap: wrap}
+.wb-tabs > .lm-TabBar .lm-TabBar-tab, .wb-subtabs > .lm-TabBar .lm-TabBar-tab {flex: 0 0 auto !important;
+  min-width: 0 !important; max-width: none !important; width: auto !important; padding: 0 14px !important}
+.wb-tabs > .lm-TabBar, .wb-subtabs > .lm-TabBar {min-height: fit-content}
+.wb-view .widget-tab-contents, .wb-view .jupyter-widget-tab-contents {overflow: visible}
+.jp-OutputArea-child:has(.wb-live) + .jp-OutputArea-child:has(.jp-RenderedImage) {display: none}
 </style>"""
 
 
@@ -72,15 +92,148 @@ def guarded(message_box_attr: str = "message") -> Callable:
     return decorate
 
 
-def table_html(header: list[str], rows: list[list[Any]], css_class: str = "wb-table") -> str:
-    """An HTML table with every cell escaped."""
+def table_html(header: list[str], rows: list[list[Any]], css_class: str = "wb-table", wrap: tuple[int, ...] = ()) -> str:
+    """An HTML table with every cell escaped; columns in `wrap` may break lines (long notes)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f'<td{" class=wb-wrap" if i in wrap else ""}>{esc(c)}</td>'
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f'{STYLE}<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def fmt_params(n: int) -> str:
-    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n)
+    """A parameter count for people: 770, 12.3 k, 22.7 M."""
+    n = int(n)
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else f"{n:,}"
+
+
+def fmt_share(part: float, whole: float) -> str:
+    """A percentage that never reads 0.0% for something that is not zero (770 of 22.7 M: 0.0034%)."""
+    if whole <= 0 or part <= 0:
+        return "0%"
+    share = 100 * part / whole
+    if share >= 99.95 and part < whole:
+        return ">99.9%"
+    if share >= 10:
+        return f"{share:.0f}%"
+    if share >= 0.1:
+        return f"{share:.1f}%"
+    return f"{share:.2g}%"
+
+
+def fmt_seconds(s: float) -> str:
+    """Seconds for a status line: '0.4 s', '12 s', '3 min 05 s'; '' when unknown."""
+    if s is None or not math.isfinite(s) or s < 0:
+        return ""
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    return f"{int(s // 60)} min {int(s % 60):02d} s"
+
+
+def fmt_lr(lr: float | None) -> str:
+    return "–" if lr is None else f"{lr:.1e}"
+
+
+class Painter:
+    """Coalesces a view's repaints so that cheap epochs stay cheap.
+
+    `request()` marks the view stale and paints at once when it is due; during a run (`hold()`)
+    nothing is due until `interval` seconds have passed, and afterwards a paint must also fit in
+    `budget` of the wall time (a 70 ms plot every >= 2.3 s at 3%). `flush()` paints what is stale
+    (the end of a run). A view that is not shown (`visible = False`, e.g. a hidden tab) only
+    marks itself stale and paints when it is shown again. Paints from the training thread and
+    the kernel's main thread are serialised.
+    """
+
+    def __init__(self, paint: Callable[[], None], interval: float = 2.0, budget: float = 0.03) -> None:
+        self._paint, self.interval, self.budget = paint, interval, budget
+        self._lock = threading.RLock()
+        self.dirty = False
+        self._visible = True
+        self._next = 0.0
+        self.paints = 0  # how many paints ran (tests and benchmarks read it)
+        self.seconds = 0.0  # time spent painting
+
+    @property
+    def visible(self) -> bool:
+        return self._visible
+
+    @visible.setter
+    def visible(self, value: bool) -> None:
+        self._visible = bool(value)
+        if self._visible:
+            self.flush()
+
+    def hold(self) -> None:
+        """A run starts: paint nothing until `interval` from now (flush() paints its end)."""
+        self._next = max(self._next, time.perf_counter() + self.interval)
+
+    def request(self) -> None:
+        self.dirty = True
+        if self._visible and time.perf_counter() >= self._next:
+            self.paint()
+
+    def flush(self) -> None:
+        if self.dirty and self._visible:
+            self.paint()
+
+    def paint(self) -> None:
+        with self._lock:
+            self.dirty = False
+            start = time.perf_counter()
+            try:
+                self._paint()
+            finally:
+                cost = time.perf_counter() - start
+                self.paints += 1
+                self.seconds += cost
+                self._next = time.perf_counter() + max(self.interval, cost / self.budget)
+
+
+# What the core's `progress` events are doing, in words (Progress.task -> a phrase).
+TASK_WORDS = {
+    "features (train)": "computing the backbone's features once, train split: batch {n} (later epochs reuse them)",
+    "features (valid)": "computing the backbone's features once, valid split: batch {n}",
+    "validation": "validating: batch {n}",
+    "decoding images (train)": "decoding the train images: chunk {n}",
+    "decoding images (valid)": "decoding the valid images: chunk {n}",
+    "LR range test": "LR range test: step {n} (one step per learning rate)",
+}
+
+
+class ProgressLine(W.HBox):
+    """A bar and a line of words beside it: what is happening, how far, how long is left."""
+
+    def __init__(self) -> None:
+        self.bar = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(flex="1 1 160px", max_width="360px",
+                                                                          min_width="120px"))
+        self.bar.add_class("wb-progress")
+        self.label = W.HTML(layout=W.Layout(flex="1 1 260px", min_width="0"))
+        self.label.add_class("wb-status")
+        super().__init__([self.bar, self.label], layout=W.Layout(width="auto"))
+        self.add_class("wb-wrap-row")
+        self.add_class("wb-progress-line")
+
+    def show(self, words: str, done: int | None = None, total: int | None = None, eta_s: float | None = None,
+             style: str = "", css: str = "") -> None:
+        """`words` (escaped here; "{n}" is replaced by "done/total"), `done` of `total` as the bar, and
+        the time left when known."""
+        count = ""
+        if total is not None:
+            self.bar.max = max(int(total), 1)
+            self.bar.value = min(int(done or 0), self.bar.max)
+            count = f"{done or 0:,}/{total:,}"
+        self.bar.bar_style = style
+        words = words.replace("{n}", count)  # the count shows only where the words ask for it
+        eta = fmt_seconds(eta_s) if eta_s is not None else ""
+        tail = f" · about {eta} left" if eta and done != total else ""
+        self.label.value = f'<span class="wb-status-text {css}">{esc(words)}{esc(tail)}</span>'
+
+    def text(self) -> str:
+        import re
+
+        return html.unescape(re.sub(r"<[^>]+>", "", self.label.value)).strip()
 
 
 # A 1x1 transparent PNG: the static output's placeholder before the first epoch.
@@ -91,10 +244,13 @@ BLANK_PNG = bytes.fromhex(
 
 
 class StaticSnapshot:
-    """A plain image/png output under a view, updated at each epoch end.
+    """A plain image/png output under a view, updated when the view paints its plot.
 
     Widget state is not saved with a notebook by default, so a reopened notebook, nbviewer or
     GitHub would show nothing where the live plot was; this output keeps the last plot there.
+    While the live view is rendered, its STYLE hides this output (a CSS rule on the output area:
+    the cell holding a `.wb-live` view hides the image output right after it), so the live
+    notebook shows each plot once and the saved one still shows the last plot without a kernel.
     """
 
     def __init__(self, width: int = 640) -> None:
@@ -102,23 +258,28 @@ class StaticSnapshot:
         self.png: bytes | None = None
         self._handle = None
 
+    def _image(self):
+        from IPython.display import Image
+
+        return Image(self.png or BLANK_PNG, width=self.width if self.png else 1)
+
     def show(self) -> None:
         """Publish the output (call from the cell that displays the view)."""
-        from IPython.display import Image, display
+        from IPython.display import display
 
-        self._handle = display(Image(self.png or BLANK_PNG, width=self.width if self.png else 1), display_id=True)
+        self._handle = display(self._image(), display_id=True)
 
     def update(self, png: bytes) -> None:
         self.png = png
         if self._handle is not None:
-            from IPython.display import Image
-
-            self._handle.update(Image(png, width=self.width))
+            self._handle.update(self._image())
 
 
 def display_with_snapshot(widget: W.Widget, snapshot: StaticSnapshot) -> None:
-    """Display `widget`, then its static snapshot output below it."""
+    """Display `widget` (marked `wb-live`: its style hides the snapshot while it is rendered), then
+    its static snapshot output right below it."""
     from IPython.display import display
 
+    widget.add_class("wb-live")
     display(widget._repr_mimebundle_(), raw=True)
     snapshot.show()

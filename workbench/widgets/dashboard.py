@@ -1,31 +1,185 @@
-"""TrainingDashboard: settings, Step / Train N / Pause / Stop, progress, live plots, history.
+"""TrainingDashboard: settings, Step / Train N / Pause / Stop, exact head fit, LR finder, progress,
+live plots, history, and the run as code.
 
-Training runs in a background thread (DESIGN.md: measured responsive in JupyterLab); from it the
-view only assigns widget traits. Buttons run on the kernel's main thread and call the session's
-thread-safe methods. Progress updates arrive at most 5 times a second (the session throttles
-batch_end) and the plot renders at most every 2 s, never more than ~5% of the time, and at each
-epoch end.
+Training runs in a background thread (docs/ARCHITECTURE.md, "Threading"); from it the view only
+assigns widget traits. Buttons run on the kernel's main thread and call the session's thread-safe
+methods. The settings are described once (SETTINGS: name, control, how to read it from the session,
+how to write it back); the controls re-read the session on every `config_change`, so code and
+clicks show the same values. Progress comes from the session's throttled events (<= 5 Hz). The
+plot and the history table repaint through a Painter: not during the first 2 s of a run, then at
+most every 2 s and within 3% of the wall time, and once when the run ends, so epochs of a few
+milliseconds (a head on cached features) stay within a few percent of the same epochs in code
+(benchmarks/ui_overhead.py).
 """
 
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import ipywidgets as W
+import traitlets
 
 from .. import plots
 from ..errors import WorkbenchError
-from ..train.events import BatchEnd, EpochStart, ErrorEvent, FitEnd
+from ..train.events import BatchEnd, ConfigChange, EpochStart, ErrorEvent, FitEnd, FitStart, Progress
 from ..train.losses import LOSSES
 from ..train.optim import OPTIMIZERS, SCHEDULES
 from ..train.records import EpochResult
-from .common import STYLE, MessageBox, StaticSnapshot, display_with_snapshot, esc, guarded, log, table_html
+from .code import CodeCopy
+from .common import (STYLE, TASK_WORDS, MessageBox, Painter, ProgressLine, StaticSnapshot, display_with_snapshot,
+                     esc, fmt_lr, fmt_seconds, guarded, log, table_html)
 
 PLOT_EVERY_S = 2.0
-PLOT_BUDGET = 0.03  # at most this share of wall time goes to live plot renders (measured: 5% -> 1.058x)
+PLOT_BUDGET = 0.03  # at most this share of wall time goes to repaints during a run (measured: 5% -> 1.058x)
+DESCRIPTION = {"description_width": "118px"}
+FILL = {"width": "auto", "min_width": "0"}  # fills its grid cell (a 100% width plus margins would overflow)
 
 
+# ---- the settings, described once ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """One control: how to build it, read the session's value, and turn a value into configure()."""
+
+    name: str
+    make: Callable[[], W.Widget]
+    read: Callable[[Any], Any]  # session -> control value
+    write: Callable[[Any, Any], dict]  # (control value, config) -> session.configure(**...)
+    shown: Callable[[Any], bool] = lambda s: True  # session -> is this setting offered?
+
+
+def _head_dropout(session) -> float:
+    c = session.config
+    if c.head_dropout is not None:
+        return float(c.head_dropout)
+    drops = [m.p for m in session.model.head.modules() if type(m).__name__ == "Dropout"]
+    return float(drops[0]) if drops else 0.0
+
+
+def _augment(name: str) -> Callable[[Any, Any], dict]:
+    def write(value, c) -> dict:
+        a = c.augment
+        return {"augment": {"flip": a.flip, "crop": a.crop, "rotation": a.rotation, "color": a.color, name: value}}
+
+    return write
+
+
+def _dropdown(options, label: str) -> Callable[[], W.Widget]:
+    return lambda: W.Dropdown(options=options, description=label, style=DESCRIPTION, layout=W.Layout(**FILL))
+
+
+def _slider(cls, label: str, **kw) -> Callable[[], W.Widget]:
+    return lambda: cls(description=label, style=DESCRIPTION, layout=W.Layout(**FILL), **kw)
+
+
+def _int_text(label: str, **kw) -> Callable[[], W.Widget]:
+    return lambda: W.BoundedIntText(description=label, style=DESCRIPTION, layout=W.Layout(**FILL), **kw)
+
+
+def _check(label: str) -> Callable[[], W.Widget]:
+    return lambda: W.Checkbox(description=label, indent=False, layout=W.Layout(**FILL))
+
+
+def _image(session) -> bool:
+    return session.model.kind == "image"
+
+
+def _has_head_dropout(session) -> bool:
+    return any(type(m).__name__ == "Dropout" for m in session.model.head.modules())
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("optimizer", _dropdown(OPTIMIZERS, "optimizer"), lambda s: s.config.optimizer,
+            lambda v, c: {"optimizer": v}),
+    Setting("lr", lambda: LrControl(), lambda s: s.config.lr, lambda v, c: {"lr": v}),
+    Setting("schedule", _dropdown(SCHEDULES, "LR schedule"), lambda s: s.config.schedule.name,
+            lambda v, c: {"schedule": {"name": v, "step_epochs": max(1, c.epochs // 3)}}),
+    Setting("epochs", _int_text("planned epochs", min=1, max=1000), lambda s: s.config.epochs,
+            lambda v, c: {"epochs": v}),
+    Setting("batch_size", _dropdown([8, 16, 32, 64, 128, 256], "batch size"), lambda s: s.config.batch_size,
+            lambda v, c: {"batch_size": v}),
+    Setting("loss", _dropdown(LOSSES, "loss"), lambda s: s.config.loss, lambda v, c: {"loss": v}),
+    Setting("label_smoothing", _slider(W.FloatSlider, "label smoothing", min=0, max=0.5, step=0.05),
+            lambda s: s.config.label_smoothing, lambda v, c: {"label_smoothing": v}),
+    Setting("focal_gamma", _slider(W.FloatSlider, "focal gamma", min=0, max=5, step=0.5),
+            lambda s: s.config.focal_gamma, lambda v, c: {"focal_gamma": v}),
+    Setting("sampler", _dropdown(["random", "balanced"], "sampler"), lambda s: s.config.sampler,
+            lambda v, c: {"sampler": v}),
+    Setting("class_weights", _check("balanced class weights"), lambda s: s.config.class_weights == "balanced",
+            lambda v, c: {"class_weights": "balanced" if v else None}),
+    Setting("weight_decay", lambda: W.BoundedFloatText(min=0, max=1, step=1e-4, description="weight decay",
+                                                       style=DESCRIPTION, layout=W.Layout(**FILL)),
+            lambda s: s.config.weight_decay, lambda v, c: {"weight_decay": v}),
+    Setting("head_dropout", _slider(W.FloatSlider, "head dropout", min=0, max=0.9, step=0.05), _head_dropout,
+            lambda v, c: {"head_dropout": v}, shown=_has_head_dropout),
+    Setting("early_stopping", _int_text("early stopping", min=0, max=100,
+                                        tooltip="patience in epochs on the valid loss; 0 = off"),
+            lambda s: s.config.early_stopping or 0, lambda v, c: {"early_stopping": v or None}),
+    Setting("flip", _check("random flip"), lambda s: s.config.augment.flip, _augment("flip"), shown=_image),
+    Setting("crop", _check("random crop"), lambda s: s.config.augment.crop, _augment("crop"), shown=_image),
+    Setting("rotation", _slider(W.IntSlider, "rotation °", min=0, max=45), lambda s: int(s.config.augment.rotation),
+            _augment("rotation"), shown=_image),
+    Setting("color", _slider(W.FloatSlider, "colour jitter", min=0, max=0.5, step=0.05),
+            lambda s: s.config.augment.color, _augment("color"), shown=_image),
+)
+
+
+def _round_sig(x: float, digits: int = 2) -> float:
+    return float(f"{x:.{digits - 1}e}")
+
+
+class LrControl(W.HBox):
+    """The learning rate: an "auto" switch, a log slider and the value typed out beside it.
+
+    `value` is the setting: a float, or None for the automatic choice (then the slider and the box
+    show the LR the next epoch would use, greyed). Slider moves are rounded to two significant
+    digits (1.3e-04, not 1.2589e-04); the box takes any value typed in (1e-4, 0.0003).
+    """
+
+    value = traitlets.Float(allow_none=True, default_value=None)
+
+    def __init__(self) -> None:
+        self._syncing = False
+        label = W.Label("learning rate", layout=W.Layout(width="118px", flex="0 0 118px"))
+        label.add_class("wb-lr-label")
+        self.auto = W.Checkbox(value=True, description="auto", indent=False, layout=W.Layout(width="62px"))
+        self.slider = W.FloatLogSlider(value=1e-3, base=10, min=-6, max=0, step=0.05, readout=False,
+                                       layout=W.Layout(flex="1 1 120px", min_width="80px", width="auto"))
+        self.text = W.FloatText(value=1e-3, layout=W.Layout(width="92px", flex="0 0 92px"))
+        self.note = W.HTML(layout=W.Layout(flex="1 1 100%", min_width="0", width="auto"))
+        for w, css in ((self.auto, "wb-lr-auto"), (self.slider, "wb-lr-slider"), (self.text, "wb-lr-value"),
+                       (self.note, "wb-lr-note")):
+            w.add_class(css)
+        super().__init__([label, self.auto, self.slider, self.text, self.note], layout=W.Layout(**FILL))
+        self.add_class("wb-wrap-row")
+        self.add_class("wb-lr")
+        self.auto.observe(lambda c: self._user(None if c["new"] else self.text.value), names="value")
+        self.slider.observe(lambda c: self._user(_round_sig(c["new"])), names="value")
+        self.text.observe(lambda c: self._user(c["new"]), names="value")
+
+    def _user(self, value: float | None) -> None:
+        if not self._syncing:
+            self.value = value
+
+    def show(self, value: float | None, effective: float, words: str) -> None:
+        """Show the setting (`value`), the LR the next epoch uses and why, without firing `value`."""
+        self._syncing = True
+        try:
+            self.value = value
+            self.auto.value = value is None
+            shown = effective if value is None else value
+            if shown > 0:
+                self.slider.value = min(max(shown, 1e-6), 1.0)
+            self.text.value = shown
+            self.slider.disabled = self.text.disabled = value is None
+            self.note.value = f'<span class="wb-muted">{esc(words)}</span>'
+        finally:
+            self._syncing = False
+
+
+# ---- the dashboard ---------------------------------------------------------------------------------
 class TrainingDashboard(W.VBox):
     """Train a Session epoch by epoch with live plots; every button has a method twin."""
 
@@ -34,46 +188,79 @@ class TrainingDashboard(W.VBox):
         self.snapshot = snapshot or StaticSnapshot()  # the last plot as a plain output, for saved notebooks
         self.message = MessageBox()
         self._thread: threading.Thread | None = None
-        self._live: list[tuple[int, float]] = []
+        self._live: list[tuple[int, float]] = []  # (batch, loss) of the epoch in progress
         self._live_epoch = (0, 1)
-        self._next_plot = 0.0
-        self._stopped_epoch: EpochResult | None = None
+        self._cache_s: dict[int, float] = {}  # epoch -> seconds its start spent computing cached features
+        self._last_batch: BatchEnd | None = None
         self._figure = plots.TrainingPlot()  # kept between renders: only its lines change
-        self._render_lock = threading.Lock()  # renders come from the main and the training thread
+        self._render_lock = threading.Lock()
         self._syncing = False
-        self.controls = self._build_controls()
-        self.step_button = W.Button(description="Step epoch", icon="step-forward", button_style="primary")
-        self.train_button = W.Button(description="Train N", icon="play")
+        self.painter = Painter(self._paint, interval=PLOT_EVERY_S, budget=PLOT_BUDGET)
+        self.settings = self._build_settings()
+        self.decisions = W.HTML()
+        self.decisions.add_class("wb-decisions")
+        self.step_button = W.Button(description="Step epoch", icon="step-forward", button_style="primary",
+                                    layout=W.Layout(width="auto"))
+        self.train_button = W.Button(description="Train N", icon="play", layout=W.Layout(width="auto"))
         self.n_epochs = W.BoundedIntText(value=5, min=1, max=1000, layout=W.Layout(width="70px"))
-        self.pause_button = W.ToggleButton(description="Pause", icon="pause", disabled=True)
-        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
-        for w, css in ((self.step_button, "wb-step"), (self.train_button, "wb-train"),
-                       (self.pause_button, "wb-pause"), (self.stop_button, "wb-stop")):
+        self.pause_button = W.ToggleButton(description="Pause", icon="pause", disabled=True,
+                                           layout=W.Layout(width="auto"))
+        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True,
+                                    layout=W.Layout(width="auto"))
+        self.fit_head_button = W.Button(description="Fit head exactly", icon="bullseye", layout=W.Layout(width="auto"),
+                                        tooltip="Logistic regression on the cached features (L-BFGS): the best a frozen "
+                                                "backbone allows, recorded as one epoch")
+        self.find_lr_button = W.Button(description="Find LR", icon="search", layout=W.Layout(width="auto"),
+                                       tooltip="LR range test: one step per learning rate, weights restored after")
+        for w, css in ((self.step_button, "wb-step"), (self.train_button, "wb-train"), (self.pause_button, "wb-pause"),
+                       (self.stop_button, "wb-stop"), (self.fit_head_button, "wb-fit-head"),
+                       (self.find_lr_button, "wb-find-lr"), (self.n_epochs, "wb-n-epochs")):
             w.add_class(css)
         self.step_button.on_click(lambda _: self.step())
         self.train_button.on_click(lambda _: self.train(self.n_epochs.value))
         self.pause_button.observe(self._on_pause, names="value")
         self.stop_button.on_click(lambda _: self.stop())
-        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="420px"))
-        self.progress.add_class("wb-progress")
-        self.status = W.HTML()
-        self.status.add_class("wb-status")
-        self.plot = W.Image(format="png", layout=W.Layout(width="100%", max_width="1000px"))
+        self.fit_head_button.on_click(lambda _: self.fit_head())
+        self.find_lr_button.on_click(lambda _: self.find_lr())
+        self.progress = ProgressLine()
+        self.status = self.progress.label  # the words beside the bar
+        self.plot = W.Image(format="png", layout=W.Layout(width="auto", max_width="calc(100% - 4px)", display="none"))
         self.plot.add_class("wb-plot")
+        self.placeholder = W.HTML('<div class="wb-muted" style="padding:8px 0">No epochs yet: press <b>Step epoch'
+                                  "</b> (or <b>Train N</b>) and the loss, accuracy and learning-rate plots appear "
+                                  "here.</div>")
+        self.placeholder.add_class("wb-placeholder")
         self.table = W.HTML()
         self.table.add_class("wb-history")
-        buttons = W.HBox([self.step_button, self.train_button, self.n_epochs, self.pause_button, self.stop_button])
-        super().__init__([
-            W.HTML(STYLE), self.controls, buttons, W.HBox([self.progress, self.status]), self.message,
-            self.plot, self.table,
-        ])
+        self.lr_plot = W.Image(format="png", layout=W.Layout(width="auto", max_width="calc(100% - 4px)"))
+        self.use_lr_button = W.Button(description="Use it", icon="check", layout=W.Layout(width="auto"))
+        self.use_lr_button.on_click(lambda _: self.use_suggested_lr())
+        self.lr_suggestion: float | None = None
+        self.lr_box = W.VBox([self.lr_plot, self.use_lr_button], layout=W.Layout(display="none"))
+        self.lr_box.add_class("wb-lr-finder")
+        self.code = CodeCopy(session.to_code)
+        self.code.add_class("wb-code-view")
+        buttons = W.HBox([self.step_button, self.train_button, self.n_epochs, self.pause_button, self.stop_button,
+                          self.fit_head_button, self.find_lr_button])
+        buttons.add_class("wb-wrap-row")
+        buttons.add_class("wb-buttons")
+        super().__init__([W.HTML(STYLE), self.settings, self.decisions, buttons, self.progress, self.message,
+                          self.placeholder, self.plot, self.table, self.lr_box, self.code])
         self.add_class("wb-dashboard")
-        for event, fn in (("epoch_start", self._on_epoch_start), ("batch_end", self._on_batch),
-                          ("epoch_end", self._on_epoch_end), ("error", self._on_error), ("fit_end", self._on_fit_end)):
+        self.add_class("wb-view")
+        for event, fn in (("fit_start", self._on_fit_start), ("epoch_start", self._on_epoch_start),
+                          ("batch_end", self._on_batch), ("progress", self._on_progress),
+                          ("epoch_end", self._on_epoch_end), ("fit_end", self._on_fit_end),
+                          ("config_change", self._on_config), ("error", self._on_error)):
             session.on(event, fn)
-        self._render_plot()  # warms matplotlib (~1.3 s the first time) before any training
-        self._render_table()
-        self._show_path()
+        self._sync()
+        with self._render_lock:
+            plots.png(self._figure.update([]))  # warms matplotlib (~1.3 s the first time) before any training
+        if session.history:
+            self.painter.paint()
+        else:
+            self._render_table()
+        self.progress.show(self._next_words())
 
     # ---- public twins of the buttons ------------------------------------------------------------
     @property
@@ -83,12 +270,32 @@ class TrainingDashboard(W.VBox):
     @guarded()
     def step(self) -> None:
         """Train one epoch in the background (the Step epoch button)."""
-        self._start(1)
+        self._start(lambda: self._fit_words(self.session.fit(1, progress=False)))
 
     @guarded()
     def train(self, epochs: int) -> None:
         """Train `epochs` epochs in the background (the Train N button)."""
-        self._start(int(epochs))
+        epochs = int(epochs)
+        self._start(lambda: self._fit_words(self.session.fit(epochs, progress=False)))
+
+    @guarded()
+    def fit_head(self) -> None:
+        """Fit the head exactly on the cached features, in the background (session.fit_head())."""
+        self._start(lambda: self._fit_words([self.session.fit_head()]))
+
+    @guarded()
+    def find_lr(self, start: float = 1e-7, end: float = 10.0, steps: int = 100) -> None:
+        """Run the LR range test in the background and show its curve with a "Use it" button."""
+        self._start(lambda: self._show_lr_finder(self.session.find_lr(start, end, steps, progress=False)))
+
+    @guarded()
+    def use_suggested_lr(self) -> None:
+        """Set the LR the last range test suggested (the "Use ..." button)."""
+        if self.lr_suggestion is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("No LR range test yet: press Find LR (or call find_lr()) first.")
+        self.session.configure(lr=self.lr_suggestion)
 
     def pause(self) -> None:
         self.pause_button.value = True
@@ -99,10 +306,10 @@ class TrainingDashboard(W.VBox):
     def stop(self) -> None:
         """Stop after the current batch; the model keeps its last completed step."""
         self.session.stop()
-        self.status.value = '<span class="wb-muted">stopping after this batch…</span>'
+        self.progress.show("stopping after this batch…")
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the background training ends (for scripts and tests)."""
+        """Block until the background work ends (for scripts and tests)."""
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -110,36 +317,51 @@ class TrainingDashboard(W.VBox):
     def set(self, **settings) -> None:
         """Change settings as the controls do (validated; applied between epochs)."""
         self.session.configure(**settings)
-        self._sync_controls()
 
-    # ---- training thread --------------------------------------------------------------------
-    def _start(self, epochs: int) -> None:
+    def copy_as_code(self, new_cell: bool = True) -> str:
+        """The run as a Python cell (session.to_code()), shown under the dashboard. Called from a code
+        cell, it also opens that code in a new cell below (IPython's set_next_input)."""
+        code = self.code.refresh()
+        if new_cell:
+            try:
+                from IPython import get_ipython
+
+                shell = get_ipython()
+            except ImportError:
+                shell = None
+            if shell is not None and hasattr(shell, "set_next_input"):
+                shell.set_next_input(code, replace=False)
+        return code
+
+    # ---- background work --------------------------------------------------------------------------
+    def _start(self, job: Callable[[], str | None]) -> None:
         if self.training:
             self.message.show("Training is already running: wait for it, or press Stop.", "info")
             return
         self.message.clear()
         self._set_running(True)
-        self._thread = threading.Thread(target=self._work, args=(epochs,), name="workbench-train", daemon=True)
+        self._thread = threading.Thread(target=self._work, args=(job,), name="workbench-train", daemon=True)
         self._thread.start()
 
-    def _work(self, epochs: int) -> None:
+    def _work(self, job: Callable[[], str | None]) -> None:
+        words = None
         try:
-            self.session.fit(epochs, progress=False)  # this view shows the progress itself
+            words = job()
         except WorkbenchError as exc:
             self.message.show(str(exc))
         except Exception as exc:  # a bug: show it and log it (widget tests fail on this log)
             self.message.show(f"Unexpected error ({type(exc).__name__}): {exc}")
             log.exception("training thread failed")
         finally:
-            if self._stopped_epoch is not None:  # rendered after fit: Stop returns ~100 ms sooner
-                self._render_plot()
-                self._render_table()
-                self.status.value = f'<span class="wb-muted">{esc(self._stopped_epoch.line())}</span>'
-                self._stopped_epoch = None
-            self._set_running(False)
+            try:
+                self.painter.flush()  # after fit has returned: the run's time does not include it
+            finally:
+                self._set_running(False)
+                self._show_done(words)
 
     def _set_running(self, running: bool) -> None:
         self.step_button.disabled = self.train_button.disabled = running
+        self.fit_head_button.disabled = self.find_lr_button.disabled = running
         self.pause_button.disabled = self.stop_button.disabled = not running
         if not running and self.pause_button.value:
             self.pause_button.value = False
@@ -148,168 +370,204 @@ class TrainingDashboard(W.VBox):
         if change["new"]:
             self.session.pause()
             self.pause_button.description, self.pause_button.icon = "Resume", "play"
-            self.status.value = '<span class="wb-muted">paused between batches</span>'
+            b = self._last_batch
+            where = f" at batch {b.batch:,}/{b.num_batches:,} of epoch {b.epoch}" if b is not None else ""
+            self.progress.show(f"paused{where}: press Resume to go on, Stop to end the epoch here", style="warning",
+                               css="wb-status-paused")
         else:
             self.session.resume()
             self.pause_button.description, self.pause_button.icon = "Pause", "pause"
+            if self.training:
+                self.progress.show("resumed…")
 
     # ---- session events (called in the training thread: assign traits only) ----------------------
+    def _on_fit_start(self, e: FitStart) -> None:
+        self.painter.hold()
+        self._last_batch = None
+        self.progress.show(f"starting epoch {e.first_epoch}…")
+
     def _on_epoch_start(self, e: EpochStart) -> None:
         self._live, self._live_epoch = [], (e.epoch, e.num_batches)
-        self.progress.max, self.progress.value = max(e.num_batches, 1), 0
         path = "cached features" if e.fast_path else "full forward"
-        self.status.value = f'<span class="wb-muted">epoch {e.epoch}: {esc(path)} ({esc(e.path_reason)})</span>'
+        self.progress.show(f"epoch {e.epoch}, {path}: batch {{n}}", 0, e.num_batches)
 
     def _on_batch(self, b: BatchEnd) -> None:
-        self.progress.max, self.progress.value = b.num_batches, b.batch
+        self._last_batch = b
         self._live.append((b.batch, b.loss))
-        self.status.value = (f'<span class="wb-muted">epoch {b.epoch} · batch {b.batch}/{b.num_batches} · '
-                             f'loss {b.loss:.4f} · {b.samples_per_s:,.0f} samples/s · ETA {b.eta_s:.0f} s</span>')
-        if time.perf_counter() >= self._next_plot:
-            self._render_plot(live=True)
+        if self.session.paused:
+            return  # the line says "paused" until Resume
+        self.progress.show(f"epoch {b.epoch}: batch {{n}} · loss {b.loss:.4f} · {b.samples_per_s:,.0f} samples/s",
+                           b.batch, b.num_batches, b.eta_s)
+        self.painter.request()
+
+    def _on_progress(self, p: Progress) -> None:
+        words = TASK_WORDS.get(p.task, p.task)
+        if p.task.startswith("features") and p.done >= p.total:
+            epoch = self.session.epoch + 1
+            self._cache_s[epoch] = self._cache_s.get(epoch, 0.0) + p.elapsed_s
+        if self.session.paused:
+            return
+        self.progress.show(words if "{n}" in words else words + ": {n}", p.done, p.total, p.eta_s,
+                           style="info" if p.task != "validation" else "")
 
     def _on_epoch_end(self, r: EpochResult) -> None:
         self._live = []
-        if r.stopped and self.training:
-            self._stopped_epoch = r  # drawn once fit has returned (see _work)
-            return
-        self._render_plot()
-        self._render_table()
-        self.status.value = f'<span class="wb-muted">{esc(r.line())}</span>'
-
-    def _on_error(self, e: ErrorEvent) -> None:
-        self.message.show(e.message)
+        self.progress.show(self._result_words(r), r.batches, r.num_batches, style="" if not r.stopped else "warning")
+        self.painter.request()
 
     def _on_fit_end(self, e: FitEnd) -> None:
         if e.reason == "early stopping":
             self.message.show("Early stopping: the valid loss stopped improving; the best epoch's weights "
                               "were restored.", "info")
+        if threading.current_thread() is not self._thread:
+            self.painter.flush()  # fit called from code: paint its end now (the dashboard's own thread does it after)
 
-    # ---- rendering ---------------------------------------------------------------------------
+    def _on_config(self, e: ConfigChange) -> None:
+        self._sync()
+        if not self.session.running and not self.training:
+            self.progress.show(self._next_words())
+
+    def _on_error(self, e: ErrorEvent) -> None:
+        self.message.show(e.message)
+
+    # ---- words -------------------------------------------------------------------------------------
+    def _result_words(self, r: EpochResult) -> str:
+        valid = f"valid acc {r.valid_accuracy:.3f}, loss {r.valid_loss:.4f}" if r.valid_loss is not None else "not validated"
+        cache = self._cache_s.get(r.epoch)
+        took = f"{fmt_seconds(r.epoch_time_s)}" + (f", of which {fmt_seconds(cache)} computing the cached features "
+                                                   "(once)" if cache else "")
+        stopped = f" · {r.stopped}" if r.stopped else ""
+        return f"epoch {r.epoch} done: {valid} · took {took}{stopped}"
+
+    def _next_words(self) -> str:
+        s = self.session
+        fast, why = s.path()
+        path = "cached features" if fast else "full forward"
+        first = "" if not fast or s.epoch else " (the first epoch computes the backbone's features once)"
+        return f"ready · next epoch: {path} ({why}){first}"
+
+    def _fit_words(self, results: list[EpochResult]) -> str | None:
+        """What a finished run says on the progress line: its last epoch, or why none ran."""
+        if results:
+            return None  # _show_done shows the last epoch
+        return "stopped before the first batch: nothing changed"
+
+    def _show_done(self, words: str | None) -> None:
+        r = self.session.history[-1] if self.session.history else None
+        if words is not None:
+            self.progress.show(words, style="")
+        elif r is not None:
+            self.progress.show(self._result_words(r), r.batches, r.num_batches,
+                               style="warning" if r.stopped else "success")
+        else:
+            self.progress.show(self._next_words())
+
+    # ---- rendering ---------------------------------------------------------------------------------
+    def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
+        return f"TrainingDashboard widget (run the notebook to use it): {self.session!r}"
+
     def _ipython_display_(self) -> None:
         display_with_snapshot(self, self.snapshot)
 
-    def _render_plot(self, live: bool = False) -> None:
-        start = time.perf_counter()
-        points = list(self._live) if live else []
+    def _paint(self) -> None:
+        """The plot and the history table from the session's history (and the epoch in progress)."""
+        points = list(self._live)
+        history = self.session.history
         with self._render_lock:
-            fig = self._figure.update(self.session.history, live=(*self._live_epoch, points) if points else None)
+            fig = self._figure.update(history, live=(*self._live_epoch, points) if points else None)
             png = plots.png(fig)
-        self.plot.value = png
-        if not live and self.session.history:
+        if history or points:
+            self.plot.value = png
+            self.plot.layout.display = ""
+            self.placeholder.layout.display = "none"
+        if history and not points:
             self.snapshot.update(png)
-        cost = time.perf_counter() - start
-        self._next_plot = time.perf_counter() + max(PLOT_EVERY_S, cost / PLOT_BUDGET)
+        self._render_table()
 
     def _render_table(self, last: int = 8) -> None:
+        head = self.session.model.block_names[-1]
         rows = [[r.epoch, f"{r.train_loss:.4f}", _num(r.valid_loss), _num(r.valid_accuracy, 3), _num(r.valid_macro_f1, 3),
-                 f"{max(r.lrs.values(), default=0):.1e}", len(r.trainable), "cached" if r.fast_path else "full",
-                 f"{r.epoch_time_s:.2f}", r.stopped or ""] for r in self.session.history[-last:]]
-        header = ["epoch", "train loss", "valid loss", "valid acc", "macro-F1", "lr", "blocks", "path", "time s", "note"]
-        self.table.value = table_html(header, rows) if rows else '<span class="wb-muted">no epochs yet</span>'
+                 fmt_lr(r.lrs.get(head, max(r.lrs.values(), default=None))), len(r.trainable),
+                 "cached" if r.fast_path else "full", f"{r.epoch_time_s:.2f}", self._note(r)]
+                for r in self.session.history[-last:]]
+        header = ["epoch", "train loss", "valid loss", "valid acc", "macro-F1", "head LR", "blocks", "path", "time s",
+                  "note"]
+        self.table.value = table_html(header, rows, wrap=(9,)) if rows else ""
 
-    def _show_path(self) -> None:
-        fast, why = self.session.path()
-        self.status.value = f'<span class="wb-muted">next epoch: {"cached features" if fast else "full forward"} ({esc(why)})</span>'
+    def _note(self, r: EpochResult) -> str:
+        if r.stopped:
+            return r.stopped
+        if r.path_reason.startswith("exact head fit"):
+            return "exact head fit"
+        cache = self._cache_s.get(r.epoch)
+        return f"features cached in {cache:.1f} s" if cache else ""
+
+    def _show_lr_finder(self, result) -> str:
+        fig = plots.lr_finder_figure(result)
+        self.lr_suggestion = _round_sig(float(result.suggestion))
+        self.lr_plot.value = plots.png(fig, dpi=90)
+        self.use_lr_button.description = f"Use {self.lr_suggestion:.1e}"
+        self.lr_box.layout.display = ""
+        return (f"LR range test done: the loss fell fastest at {self.lr_suggestion:.1e} (weights restored); "
+                "press \"Use\" to train with it")
 
     # ---- settings ----------------------------------------------------------------------------
-    def _build_controls(self) -> W.Widget:
-        c = self.session.config
-        lay = {"style": {"description_width": "110px"}, "layout": W.Layout(width="290px")}
-        self.inputs: dict[str, W.ValueWidget] = {
-            "optimizer": W.Dropdown(options=OPTIMIZERS, value=c.optimizer, description="optimizer", **lay),
-            "lr": W.FloatLogSlider(value=self._lr_now(), base=10, min=-6, max=0, step=0.1, readout_format=".1e",
-                                   description="learning rate", **lay),
-            "schedule": W.Dropdown(options=SCHEDULES, value=c.schedule.name, description="LR schedule", **lay),
-            "epochs": W.BoundedIntText(value=c.epochs, min=1, max=1000, description="planned epochs", **lay),
-            "batch_size": W.Dropdown(options=sorted({8, 16, 32, 64, 128, 256, c.batch_size}), value=c.batch_size,
-                                     description="batch size", **lay),
-            "weight_decay": W.BoundedFloatText(value=c.weight_decay, min=0, max=1, step=1e-4, description="weight decay", **lay),
-            "loss": W.Dropdown(options=LOSSES, value=c.loss, description="loss", **lay),
-            "label_smoothing": W.FloatSlider(value=c.label_smoothing, min=0, max=0.5, step=0.05,
-                                             description="label smoothing", **lay),
-            "focal_gamma": W.FloatSlider(value=c.focal_gamma, min=0, max=5, step=0.5, description="focal gamma", **lay),
-            "class_weights": W.Checkbox(value=c.class_weights == "balanced", description="balanced class weights",
-                                        indent=False),
-            "sampler": W.Dropdown(options=["random", "balanced"], value=c.sampler, description="sampler", **lay),
-            "early_stopping": W.BoundedIntText(value=c.early_stopping or 0, min=0, max=100,
-                                               description="early stop (0=off)", **lay),
-            "head_dropout": W.FloatSlider(value=self._head_dropout(), min=0, max=0.9, step=0.05,
-                                          description="head dropout", **lay),
-        }
-        if self.session.model.kind == "image":
-            a = c.augment
-            self.inputs.update({
-                "flip": W.Checkbox(value=a.flip, description="flip", indent=False),
-                "crop": W.Checkbox(value=a.crop, description="random crop", indent=False),
-                "rotation": W.IntSlider(value=int(a.rotation), min=0, max=45, description="rotation °", **lay),
-                "color": W.FloatSlider(value=a.color, min=0, max=0.5, step=0.05, description="colour jitter", **lay),
-            })
-        for name, w in self.inputs.items():
-            w.add_class(f"wb-set-{name}")
-            w.observe(lambda change, name=name: self._on_control(name, change["new"]), names="value")
-        i = self.inputs
-        optim = W.VBox([i["optimizer"], i["lr"], i["schedule"], i["epochs"], i["batch_size"]])
-        loss = W.VBox([i["loss"], i["label_smoothing"], i["focal_gamma"], i["class_weights"], i["sampler"]])
-        reg = [i["weight_decay"], i["head_dropout"], i["early_stopping"]]
-        if "flip" in i:
-            reg += [W.HBox([i["flip"], i["crop"]]), i["rotation"], i["color"]]
-        box = W.Accordion(children=[W.HBox([optim, loss, W.VBox(reg)])], selected_index=None)
+    def _build_settings(self) -> W.Widget:
+        self.inputs: dict[str, W.Widget] = {}
+        cells = []
+        for setting in SETTINGS:
+            if not setting.shown(self.session):
+                continue
+            w = setting.make()
+            w.add_class(f"wb-set-{setting.name}")
+            w.observe(lambda change, s=setting: self._on_control(s, change["new"]), names="value")
+            self.inputs[setting.name] = w
+            if setting.name != "lr":  # the LR (switch, slider, value) gets a whole row above the grid
+                cells.append(w)
+        grid = W.GridBox(cells, layout=W.Layout(width="auto", grid_gap="2px 16px", overflow="visible",
+                                                grid_template_columns="repeat(auto-fill, minmax(250px, 1fr))"))
+        grid.add_class("wb-settings-grid")
+        box = W.Accordion(children=[W.VBox([self.inputs["lr"], grid], layout=W.Layout(overflow="visible"))],
+                          selected_index=None)
         box.set_title(0, "Settings: optimizer, learning rate, loss, regularisation")
+        box.add_class("wb-settings")
         return box
 
-    def _lr_now(self) -> float:
-        """The head's LR for the next epoch (lr=None: the automatic choice for the path)."""
-        return self.session.next_lrs()[self.session.model.block_names[-1]]
-
-    def _head_dropout(self) -> float:
-        head = self.session.model.head
-        drops = [m.p for m in head.modules() if type(m).__name__ == "Dropout"]
-        return float(drops[0]) if drops else 0.0
-
     @guarded()
-    def _on_control(self, name: str, value) -> None:
+    def _on_control(self, setting: Setting, value) -> None:
         if self._syncing:
             return
         try:
-            self.session.configure(**self._setting(name, value))
+            self.session.configure(**setting.write(value, self.session.config))
         except WorkbenchError:
-            self._sync_controls()  # back to what the session holds: one source of truth
+            self._sync()  # back to what the session holds: one source of truth
             raise
-        if self.training:
-            self.message.show(f"{name} changes from the next epoch.", "info")
-        self._show_path()
+        if self.session.running:
+            self.message.show(f"{setting.name} changes from the next epoch.", "info")
 
-    def _setting(self, name: str, value) -> dict:
-        c = self.session.config
-        if name == "schedule":
-            return {"schedule": {"name": value, "step_epochs": max(1, c.epochs // 3)}}
-        if name == "class_weights":
-            return {"class_weights": "balanced" if value else None}
-        if name == "early_stopping":
-            return {"early_stopping": value or None}
-        if name in ("flip", "crop", "rotation", "color"):
-            a = c.augment
-            new = {"flip": a.flip, "crop": a.crop, "rotation": a.rotation, "color": a.color, name: value}
-            return {"augment": new}
-        return {name: value}
-
-    def _sync_controls(self) -> None:
-        c, self._syncing = self.session.config, True
+    def _sync(self) -> None:
+        """Every control and the decisions line from the session (on config_change and at start)."""
+        s = self.session
+        self._syncing = True
         try:
-            values = {"optimizer": c.optimizer, "lr": self._lr_now(), "schedule": c.schedule.name, "epochs": c.epochs,
-                      "batch_size": c.batch_size, "weight_decay": c.weight_decay, "loss": c.loss,
-                      "label_smoothing": c.label_smoothing, "focal_gamma": c.focal_gamma,
-                      "class_weights": c.class_weights == "balanced", "sampler": c.sampler,
-                      "early_stopping": c.early_stopping or 0, "head_dropout": self._head_dropout(),
-                      "flip": c.augment.flip, "crop": c.augment.crop, "rotation": int(c.augment.rotation),
-                      "color": c.augment.color}
+            by_name = {setting.name: setting for setting in SETTINGS}
             for name, w in self.inputs.items():
-                if name == "batch_size" and values[name] not in w.options:
-                    w.options = sorted({*w.options, values[name]})
-                w.value = values[name]
+                value = by_name[name].read(s)
+                if name == "lr":
+                    w.show(value, s._lr(), f"next epoch: {s._describe_lr()}")
+                    continue
+                if name == "batch_size" and value not in w.options:
+                    w.options = sorted({*w.options, value})
+                w.value = value
         finally:
             self._syncing = False
+        fast, why = s.path()
+        pending = " · changes queued for the next epoch" if s.has_pending_changes else ""
+        self.decisions.value = (
+            f'<div class="wb-muted">next epoch: <b>{"cached features" if fast else "full forward"}</b> ({esc(why)}) · '
+            f"LR {esc(s._describe_lr())} · schedule {esc(s._describe_schedule())} · "
+            f"{len(s.trainable)} of {len(s.model.blocks)} blocks train{esc(pending)}</div>")
+        self.fit_head_button.disabled = self.training or s.running
 
 
 def _num(value, digits: int = 4) -> str:

@@ -17,7 +17,7 @@ import traitlets
 from ..analysis import ErrorAnalysis
 from ..analysis.embedding import Embedding, available_methods
 from ..plots import class_palette
-from .common import STYLE, MessageBox, esc, guarded
+from .common import STYLE, MessageBox, Painter, esc, guarded
 from .gallery import ThumbnailCache, gallery_html
 from .scatter import ScatterCanvas
 
@@ -50,7 +50,8 @@ class DataMap(W.VBox):
         self.children = [W.HTML(STYLE), W.HBox([self.method, self.draw_button]), self.message, self.info,
                          W.HBox([self.canvas, self.legend]), *([] if show else [self._own_gallery])]
         self.add_class("wb-datamap")
-        session.on("fit_end", lambda _: self._model_changed())
+        self.painter = Painter(self._model_changed, interval=0.0, budget=1.0)  # redrawn when shown
+        session.on("fit_end", lambda _: self.embedding is not None and self.painter.request())
 
     # ---- public twins -----------------------------------------------------------------------------
     @guarded()

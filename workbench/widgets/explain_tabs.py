@@ -3,8 +3,8 @@
 Kept out of explorer.py so the explorer's layout can change freely: `attach(explorer)` adds one
 Tab under the gallery and wires it with the explorer's public state:
 
-- Why: `explorer.why.show(id)`; called when exactly one sample is picked in the explorer's sample
-  list (until gallery cards send clicks: a card click should call `explorer.why.show(card_id)`).
+- Why: `explorer.why.show(id)`; a card's picture or Why? button calls `explorer.explain(id)`, which
+  shows it here and selects this tab.
 - Label issues: reads `explorer.analysis`; flags go into the explorer's flag list and CSV.
 - Map: reads `explorer.analysis`; its selection fills the explorer's gallery; a confusion-cell
   click (`explorer.selected`) rings that cell's points. Drawn the first time its tab opens.
@@ -31,19 +31,14 @@ def attach(explorer) -> W.Tab:
     for i, title in enumerate(TITLES):
         tabs.set_title(i, title)
     tabs.add_class("wb-explain-tabs")
+    tabs.add_class("wb-subtabs")
     explorer.explain_tabs = tabs
-
-    def one_sample_picked(change) -> None:
-        if len(change.new) == 1:
-            explorer.why.show(int(change.new[0]))
-            tabs.selected_index = 0
 
     def tab_opened(change) -> None:
         if change.new == 2 and explorer.data_map.embedding is None and explorer.analysis is not None:
             explorer.data_map.draw("pca")
             explorer.data_map.highlight_cell(explorer.selected)
 
-    explorer.flag_pick.observe(one_sample_picked, names="value")
     explorer.observe(lambda change: explorer.data_map.highlight_cell(change.new), names="selected")
     tabs.observe(tab_opened, names="selected_index")
     explorer.children = (*explorer.children, tabs)

@@ -16,7 +16,7 @@ import ipywidgets as W
 from ..analysis import ErrorAnalysis
 from ..analysis.label_issues import write_csv
 from .common import STYLE, MessageBox, esc, guarded, table_html
-from .gallery import GALLERY_STYLE, ThumbnailCache
+from .gallery import GALLERY_STYLE, ThumbnailCache, snippet_html
 
 SHOWN = 24
 
@@ -104,8 +104,8 @@ class LabelIssuesView(W.VBox):
                 items.append(f'<figure class="wb-item wb-wrong"><img src="data:image/png;base64,{src}" '
                              f'alt="{esc(split)} {r.id}">{meta}</figure>')
             else:
-                text = esc(self.data.item(int(r.id), split))
-                items.append(f'<div class="wb-card-text wb-wrong"><div class="wb-snippet">{text}</div>{meta}</div>')
+                items.append(f'<div class="wb-card-text wb-wrong">{snippet_html(self.data.item(int(r.id), split))}'
+                             f"{meta}</div>")
         return f'{GALLERY_STYLE}<div class="wb-gallery">{"".join(items)}</div>'
 
     def _clear(self) -> None:

@@ -1,12 +1,16 @@
 """BackbonePicker: choose a backbone for the data's kind, see what it is, load it.
 
 Describing a backbone (a shape-only build and a hub check) and loading it (weights, tokenizer)
-take seconds, so both run in a background thread; the notebook stays usable.
+take seconds, so both run in background threads; the notebook stays usable. Once every backbone
+is described, the list marks which ones can load their pretrained weights right now (bundled, or
+their hub reachable), and Load is disabled for the others unless "pretrained weights" is unticked.
+While a backbone loads, a line says what is happening and for how long it has been at it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import ipywidgets as W
@@ -14,7 +18,7 @@ import ipywidgets as W
 from ..errors import WorkbenchError
 from ..models import list_backbones, load_backbone
 from ..models.catalog import backbone_card
-from .common import STYLE, MessageBox, esc, fmt_params, guarded, log
+from .common import STYLE, MessageBox, ProgressLine, esc, fmt_params, guarded, log
 
 DEFAULTS = {"image": "efficientnet_lite0", "text": "minilm-l6"}
 
@@ -29,32 +33,42 @@ class BackbonePicker(W.VBox):
         self.model = None
         self._callbacks: list[Callable] = []
         self._thread: threading.Thread | None = None
-        names = list_backbones(self.kind)
-        default = DEFAULTS.get(self.kind or "", names[0])
-        self.name = W.Dropdown(options=names, value=default, description="backbone", layout=W.Layout(width="340px"))
+        self.names = list_backbones(self.kind)
+        default = DEFAULTS.get(self.kind or "", self.names[0])
+        self.available: dict[str, bool] = {}  # name -> can pretrained=True load now (filled in the background)
+        self._relabeling = False
+        self.name = W.Dropdown(options=self.names, value=default, description="backbone",
+                               layout=W.Layout(width="auto", flex="0 1 460px", min_width="0"))
         self.name.add_class("wb-backbone")
-        self.pretrained = W.Checkbox(value=True, description="pretrained weights", indent=False)
+        self.pretrained = W.Checkbox(value=True, description="pretrained weights", indent=False,
+                                     layout=W.Layout(width="auto"))
+        box = {"layout": W.Layout(width="180px"), "style": {"description_width": "initial"}}
         self.classes = W.BoundedIntText(value=num_classes or (data.num_classes if data is not None else 2),
-                                        min=2, max=100_000, description="classes", disabled=data is not None,
-                                        layout=W.Layout(width="180px"))
-        self.size = W.BoundedIntText(value=_default_size(data), min=16, max=1024, step=16, description="image px",
-                                     layout=W.Layout(width="180px"))
-        self.max_length = W.BoundedIntText(value=128, min=8, max=512, description="max tokens",
-                                           layout=W.Layout(width="180px"))
+                                        min=2, max=100_000, description="classes", disabled=data is not None, **box)
+        self.size = W.BoundedIntText(value=_default_size(data), min=16, max=1024, step=16, description="image px", **box)
+        self.max_length = W.BoundedIntText(value=128, min=8, max=512, description="max tokens", **box)
         self.load_button = W.Button(description="Load", icon="download", button_style="primary")
         self.load_button.add_class("wb-load")
         self.card = W.HTML()
         self.card.add_class("wb-card")
+        self.progress = ProgressLine()
+        self.progress.layout.display = "none"
         self.load_button.on_click(lambda _: self.load())
-        self.name.observe(lambda _: self._describe(), names="value")
-        self.name.observe(self._update_inputs, names="value")
-        super().__init__([
-            W.HTML(STYLE), W.HBox([self.name, self.pretrained]), W.HBox([self.classes, self.size, self.max_length]),
-            self.card, W.HBox([self.load_button]), self.message,
-        ])
+        self.name.observe(self._on_name, names="value")
+        self.pretrained.observe(lambda _: self._update_load_button(), names="value")
+        rows = [W.HBox([self.name, self.pretrained]), W.HBox([self.classes, self.size, self.max_length]),
+                W.HBox([self.load_button, self.progress])]
+        for row in rows:
+            row.add_class("wb-wrap-row")
+        super().__init__([W.HTML(STYLE), rows[0], rows[1], self.card, rows[2], self.message])
         self.add_class("wb-picker")
+        self.add_class("wb-view")
         self._update_inputs()
         self._describe()
+        threading.Thread(target=self._mark_available, name="workbench-catalog", daemon=True).start()
+
+    def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
+        return f"BackbonePicker widget (run the notebook to use it): {self.kind or 'any'} backbones"
 
     # ---- public twins -------------------------------------------------------------------------
     def on_load(self, fn: Callable) -> None:
@@ -68,9 +82,10 @@ class BackbonePicker(W.VBox):
             self.message.show("A backbone is loading already.", "info")
             return
         self.load_button.disabled = True
-        self.message.show(f"Loading {self.name.value}…", "info")
+        self.message.clear()
         self._thread = threading.Thread(target=self._load, name="workbench-load", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._tick, args=(self._thread, self.name.value), daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -84,6 +99,17 @@ class BackbonePicker(W.VBox):
 
     def _kind_of(self, name: str) -> str:
         return self.kind or ("text" if name in list_backbones("text") else "image")
+
+    def _tick(self, thread: threading.Thread, name: str) -> None:
+        """While `thread` loads: what is happening and for how long (load_backbone reports no steps)."""
+        start = time.perf_counter()
+        weights = "reading its pretrained weights" if self.pretrained.value else "with random weights"
+        self.progress.layout.display = ""
+        while thread.is_alive():
+            self.progress.show(f"loading {name}: building the model and {weights}… "
+                               f"{time.perf_counter() - start:.0f} s", style="info")
+            thread.join(0.5)
+        self.progress.layout.display = "none"
 
     def _load(self) -> None:
         try:
@@ -100,7 +126,41 @@ class BackbonePicker(W.VBox):
             self.message.show(f"Unexpected error ({type(exc).__name__}): {exc}")
             log.exception("loading a backbone failed")
         finally:
-            self.load_button.disabled = False
+            self._update_load_button(loading=False)
+
+    def _update_load_button(self, loading: bool | None = None) -> None:
+        """Load is off while loading, and for pretrained weights that cannot load now (known once described)."""
+        if loading is None:
+            loading = self._thread is not None and self._thread.is_alive()
+        offline = self.pretrained.value and self.available.get(self.name.value) is False
+        self.load_button.disabled = loading or offline
+        self.load_button.tooltip = ("its pretrained weights cannot load now: untick 'pretrained weights' or pick "
+                                    "one marked ✓" if offline else "")
+
+    def _mark_available(self) -> None:
+        """Describe every backbone (a shape-only build and a cached hub check each, ~3 s in all) and
+        mark in the list which can load pretrained weights now."""
+        for name in self.names:
+            try:
+                self.available[name] = backbone_card(name).available
+            except Exception:  # a description is a courtesy: leave that name unmarked
+                continue
+        labels = [(f"{n}  {'✓ loads now' if self.available[n] else '✗ needs a download'}" if n in self.available
+                   else n, n) for n in self.names]
+        value, self._relabeling = self.name.value, True
+        try:
+            self.name.options = labels  # resets the value to the first option (its observers are muted)
+            self.name.value = value
+        finally:
+            self._relabeling = False
+        self._update_load_button()
+
+    def _on_name(self, change) -> None:
+        if self._relabeling:
+            return
+        self._describe()
+        self._update_inputs()
+        self._update_load_button()
 
     def _describe(self) -> None:
         name = self.name.value

@@ -15,8 +15,8 @@ import traitlets
 
 from ..analysis import ErrorAnalysis, explain_many
 from ..plots import image_png, overlay, tokens_html
-from .common import STYLE, MessageBox, esc, guarded
-from .gallery import GALLERY_STYLE, ThumbnailCache
+from .common import STYLE, MessageBox, Painter, esc, guarded
+from .gallery import GALLERY_STYLE, ThumbnailCache, snippet_html
 
 NEIGHBOURS = 8
 
@@ -30,8 +30,8 @@ class WhyPanel(W.VBox):
         super().__init__()
         self.session, self.data, self.k = session, session.data, k
         self.message = MessageBox()
-        self.title = W.HTML('<span class="wb-muted">Why: pick one sample (a card, or one line in '
-                            "Flagged's sample list) to see what the model looked at.</span>")
+        self.title = W.HTML('<span class="wb-muted">Why: click a sample card\'s picture or its Why? button to see '
+                            "what the model looked at.</span>")
         self.attributions = W.HTML()
         self.attributions.add_class("wb-why-attr")
         self.neighbour_box = W.HTML()
@@ -42,8 +42,10 @@ class WhyPanel(W.VBox):
         self._stale = False
         self.children = [W.HTML(STYLE), self.title, self.message, self.attributions, self.neighbour_box]
         self.add_class("wb-why")
+        # recomputing an explanation takes seconds: after a run, and only while the panel is shown
+        self.painter = Painter(self._refresh_after_fit, interval=0.0, budget=1.0)
         session.on("epoch_end", lambda _: self._model_changed())
-        session.on("fit_end", lambda _: self._refresh_after_fit())
+        session.on("fit_end", lambda _: self._stale and self.painter.request())
 
     @guarded()
     def show(self, index: int) -> None:
@@ -98,8 +100,8 @@ class WhyPanel(W.VBox):
                 items.append(f'<figure class="wb-item"><img src="data:image/png;base64,{src}" '
                              f'alt="train {r.train_id}">{meta}</figure>')
             else:
-                text = esc(self.data.item(int(r.train_id), "train"))
-                items.append(f'<div class="wb-card-text"><div class="wb-snippet">{text}</div>{meta}</div>')
+                items.append(f'<div class="wb-card-text">{snippet_html(self.data.item(int(r.train_id), "train"))}'
+                             f"{meta}</div>")
         return (f'{GALLERY_STYLE}<div class="wb-muted"><b>Nearest training samples</b> (cosine on the pooled '
                 f"features the head sees): their labels are {summary}</div>"
                 f'<div class="wb-gallery">{"".join(items)}</div>')

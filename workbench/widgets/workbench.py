@@ -40,11 +40,17 @@ class Workbench(W.VBox):
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
         self.tabs.add_class("wb-tabs")
+        self.tabs.observe(lambda _: self._shown(), names="selected_index")
         super().__init__([W.HTML(STYLE), self.tabs, self.message], layout=W.Layout(max_width="1100px"))
         self.add_class("wb-workbench")
+        self.add_class("wb-view")
         if self.session is not None:
             self._attach(self.session)
             self.tabs.selected_index = 2
+
+    def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
+        what = repr(self.session) if self.session is not None else f"{self.data!r}, no backbone yet"
+        return f"Workbench widget (run the notebook to use it): {what}"
 
     def _ipython_display_(self) -> None:
         display_with_snapshot(self, self.snapshot)
@@ -66,6 +72,12 @@ class Workbench(W.VBox):
         self.tabs.children = [self.picker, self.freeze_panel, self.dashboard, self.explorer, self.compare]
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
+        self._shown()
+
+    def _shown(self) -> None:
+        """Views in hidden tabs only mark themselves stale after epochs; the selected one repaints now."""
+        if self.explorer is not None:
+            self.explorer.visible = self.tabs.selected_index == TABS.index("Errors")
 
 
 def _placeholder(text: str) -> W.HTML:
