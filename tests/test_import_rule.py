@@ -1,4 +1,4 @@
-"""The import rule (DESIGN.md rule 1): the headless core never loads UI or plotting modules."""
+"""The import rule (ARCHITECTURE.md rule 1): the headless core never loads UI or plotting modules."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""The import rule (DESIGN rule 1): the model and freezing layers never load widget or plotting
+"""The import rule (ARCHITECTURE.md rule 1): the model and freezing layers never load widget or plotting
 libraries, and importing them prints nothing."""
 
 from __future__ import annotations

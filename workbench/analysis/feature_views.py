@@ -1,7 +1,7 @@
 """What ErrorAnalysis can say from the pooled features: neighbours, label issues, a 2-D map.
 
 A mixin, so `errors.neighbours(i)`, `errors.label_issues()` and `errors.embedding()` sit beside the
-confusion matrix (DESIGN's API) while their code lives here. The features are the session's cached
+confusion matrix (the public API in docs/ARCHITECTURE.md) while their code lives here. The features are the session's cached
 head inputs (`session.features(split)`), fetched on first use and checked against the epoch the
 predictions came from; `attach_features` gives them for analyses built from plain arrays.
 """

@@ -1,4 +1,4 @@
-"""Each library's description of its structure, as candidate blocks (DESIGN rule 4: discovered, not tabulated).
+"""Each library's description of its structure, as candidate blocks (ARCHITECTURE.md rule 4: discovered, not tabulated).
 
 - timm: ``model.group_matcher(coarse=...)`` consumed by timm's own ``group_with_matcher``, over
   every name of every parameter (shared modules answer to several names).

@@ -1,4 +1,4 @@
-"""Frozen-feature cache: the fast path for head-only training (DESIGN.md rule 6).
+"""Frozen-feature cache: the fast path for head-only training (ARCHITECTURE.md rule 6).
 
 When every block below the head is frozen and the train inputs are deterministic, the backbone's
 output for each sample never changes, so it is computed once (eval mode, no grad) and each epoch

@@ -1,6 +1,6 @@
 """Freezing: which blocks train, what frozen BatchNorm does, and one LR per block.
 
-Session-free functions over a `Model`; the training Session calls them. DESIGN rule 5: a frozen
+Session-free functions over a `Model`; the training Session calls them. ARCHITECTURE.md rule 5: a frozen
 block gets requires_grad_(False), stays out of the optimizer, and (policy "frozen") its BatchNorm
 layers stay in eval mode so their running statistics do not drift. `module.train()` switches them
 back (Lightning issue #15062), so `apply_bn_policy` must run after every `module.train()`.
