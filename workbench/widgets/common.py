@@ -1,14 +1,16 @@
 """Pieces every view shares: the message box, safe handlers, escaping, styles, the repaint
-throttle, the progress line and the static snapshot a saved notebook keeps."""
+throttle, the progress line, the static snapshot a saved notebook keeps, and background workers."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import html
 import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,39 @@ import ipywidgets as W
 from ..errors import WorkbenchError
 
 log = logging.getLogger("workbench.widgets")
+
+# Background work of the views (loading, describing backbones, training, following a run).
+# They are daemon threads so that a busy view never keeps a kernel from shutting down; but a daemon
+# thread still inside torch's or a tokenizer's native code when the interpreter finalises aborts
+# the whole process ("terminate called without an active exception", exit status 134). So at exit
+# each worker is asked to stop (its `stop` callable) and is waited for, up to EXIT_WAIT_S in all.
+EXIT_WAIT_S = 30.0
+STOPPING = threading.Event()  # set at interpreter exit: loops between items check it
+_WORKERS: weakref.WeakKeyDictionary[threading.Thread, Callable[[], Any] | None] = weakref.WeakKeyDictionary()
+
+
+def start_worker(target: Callable[..., Any], *args: Any, name: str, stop: Callable[[], Any] | None = None,
+                 ) -> threading.Thread:
+    """Start `target(*args)` in a daemon thread that interpreter exit stops (`stop()`) and waits for."""
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    _WORKERS[thread] = stop
+    thread.start()
+    return thread
+
+
+@atexit.register
+def _stop_workers() -> None:
+    STOPPING.set()
+    running = [(t, stop) for t, stop in list(_WORKERS.items()) if t.is_alive()]
+    for _thread, stop in running:
+        if stop is not None:
+            try:
+                stop()
+            except Exception:  # exiting anyway: a failed stop only means a longer wait
+                log.debug("stopping %s at exit failed", _thread.name, exc_info=True)
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for thread, _stop in running:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 # One <style> block per view; every class is prefixed "wb-" so nothing leaks into JupyterLab.
 # Text a person reads is at least 13-14 px (a projector); ipywidgets' HTML content has a 28 px

@@ -30,7 +30,7 @@ from ..train.optim import OPTIMIZERS, SCHEDULES
 from ..train.records import EpochResult
 from .code import CodeCopy
 from .common import (STYLE, TASK_WORDS, MessageBox, Painter, ProgressLine, StaticSnapshot, display_with_snapshot,
-                     esc, fmt_lr, fmt_seconds, guarded, log, table_html)
+                     esc, fmt_lr, fmt_seconds, guarded, log, start_worker, table_html)
 
 PLOT_EVERY_S = 2.0
 PLOT_BUDGET = 0.03  # at most this share of wall time goes to repaints during a run (measured: 5% -> 1.058x)
@@ -340,8 +340,7 @@ class TrainingDashboard(W.VBox):
             return
         self.message.clear()
         self._set_running(True)
-        self._thread = threading.Thread(target=self._work, args=(job,), name="workbench-train", daemon=True)
-        self._thread.start()
+        self._thread = start_worker(self._work, job, name="workbench-train", stop=self.session.stop)
 
     def _work(self, job: Callable[[], str | None]) -> None:
         words = None

@@ -13,7 +13,7 @@ import ipywidgets as W
 
 from .. import plots
 from ..train.runlog import RunLog
-from .common import STYLE, esc, table_html
+from .common import STYLE, esc, start_worker, table_html
 
 
 class Follow(W.VBox):
@@ -31,8 +31,7 @@ class Follow(W.VBox):
         super().__init__([W.HTML(STYLE), self.status, self.plot, self.table])
         self.add_class("wb-follow")
         self.refresh(force=True)
-        self._thread = threading.Thread(target=self._watch, name="workbench-follow", daemon=True)
-        self._thread.start()
+        self._thread = start_worker(self._watch, name="workbench-follow", stop=self._halt.set)
 
     def refresh(self, force: bool = False) -> bool:
         """Read new lines and redraw if any arrived (the thread calls it every interval)."""

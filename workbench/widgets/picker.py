@@ -18,7 +18,7 @@ import ipywidgets as W
 from ..errors import WorkbenchError
 from ..models import list_backbones, load_backbone
 from ..models.catalog import backbone_card
-from .common import STYLE, MessageBox, ProgressLine, esc, fmt_params, guarded, log
+from .common import STOPPING, STYLE, MessageBox, ProgressLine, esc, fmt_params, guarded, log, start_worker
 
 DEFAULTS = {"image": "efficientnet_lite0", "text": "minilm-l6"}
 
@@ -65,7 +65,7 @@ class BackbonePicker(W.VBox):
         self.add_class("wb-view")
         self._update_inputs()
         self._describe()
-        threading.Thread(target=self._mark_available, name="workbench-catalog", daemon=True).start()
+        start_worker(self._mark_available, name="workbench-catalog")
 
     def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
         return f"BackbonePicker widget (run the notebook to use it): {self.kind or 'any'} backbones"
@@ -83,9 +83,8 @@ class BackbonePicker(W.VBox):
             return
         self.load_button.disabled = True
         self.message.clear()
-        self._thread = threading.Thread(target=self._load, name="workbench-load", daemon=True)
-        self._thread.start()
-        threading.Thread(target=self._tick, args=(self._thread, self.name.value), daemon=True).start()
+        self._thread = start_worker(self._load, name="workbench-load")
+        start_worker(self._tick, self._thread, self.name.value, name="workbench-load-progress")
 
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -141,6 +140,8 @@ class BackbonePicker(W.VBox):
         """Describe every backbone (a shape-only build and a cached hub check each, ~3 s in all) and
         mark in the list which can load pretrained weights now."""
         for name in self.names:
+            if STOPPING.is_set():  # the interpreter is exiting
+                return
             try:
                 self.available[name] = backbone_card(name).available
             except Exception:  # a description is a courtesy: leave that name unmarked
@@ -165,7 +166,7 @@ class BackbonePicker(W.VBox):
     def _describe(self) -> None:
         name = self.name.value
         self.card.value = f'<span class="wb-muted">describing {esc(name)}…</span>'
-        threading.Thread(target=self._describe_now, args=(name,), daemon=True).start()
+        start_worker(self._describe_now, name, name="workbench-describe")
 
     def _describe_now(self, name: str) -> None:
         try:
