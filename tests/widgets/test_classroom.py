@@ -62,7 +62,7 @@ def test_the_lr_has_an_auto_switch_a_slider_and_a_typed_value(session) -> None:
 
 
 def test_each_setting_is_described_once() -> None:
-    from workbench.widgets.dashboard import SETTINGS
+    from workbench.widgets.train_settings import SETTINGS
 
     names = [s.name for s in SETTINGS]
     assert len(names) == len(set(names)) == 17
