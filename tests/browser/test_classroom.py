@@ -112,7 +112,7 @@ def _walk_tabs(walk: Walk, bench, page) -> None:
     walk.check("train_plot", page.locator(".wb-dashboard .wb-buttons"))
     _tab(page, "Errors").click()
     walk.check("errors", bench)
-    walk.check("errors_gallery", page.locator(".wb-gallery-box"))
+    walk.check("errors_gallery", page.locator(".wb-explorer .wb-gallery-box"))
     walk.check("errors_why", page.locator(".wb-explain-tabs"))
 
 
@@ -206,17 +206,17 @@ def test_quickstart_fits_with_the_file_browser_and_at_150_percent(page, lab):
     off = [(n, c) for c, n in cells if c and len(set(c.split("-")[2:])) == 2 and n > 0]
     count, cls = max(off)
     page.locator(f".wb-matrix button.{cls}").click()
-    cards = page.locator(".wb-gallery-box figure.wb-item")
+    cards = page.locator(".wb-explorer .wb-gallery-box figure.wb-item")
     expect(cards).to_have_count(min(50, count), timeout=30_000)
-    walk.check("errors_gallery", page.locator(".wb-gallery-box"))
+    walk.check("errors_gallery", page.locator(".wb-explorer .wb-gallery-box"))
 
     # ---- a card: Flag, then Why? -------------------------------------------------------------------
     first = cards.first
     card_id = first.get_attribute("data-id")
     first.locator("button[data-action='flag']").click()
     expect(page.locator(".wb-side .lm-TabBar-tab", has_text="Flagged (1)")).to_be_visible(timeout=10_000)
-    expect(page.locator(f".wb-gallery-box figure.wb-flagged[data-id='{card_id}']")).to_have_count(1)
-    page.locator(f".wb-gallery-box figure[data-id='{card_id}'] button[data-action='why']").click()
+    expect(page.locator(f".wb-explorer .wb-gallery-box figure.wb-flagged[data-id='{card_id}']")).to_have_count(1)
+    page.locator(f".wb-explorer .wb-gallery-box figure[data-id='{card_id}'] button[data-action='why']").click()
     expect(page.locator(".wb-why")).to_contain_text(f"Why #{card_id}", timeout=60_000)
     expect(page.locator(".wb-explain-tabs > .lm-TabBar .lm-TabBar-tab.lm-mod-current")).to_have_text("Why")
     walk.check("errors_why", page.locator(".wb-explain-tabs"))
@@ -293,7 +293,7 @@ def test_text_explorer_fits_and_long_reviews_open_on_a_click(page, lab):
     walk = Walk(page, "text_1280x800")
     walk.check("matrix", explorer)
     page.locator(".wb-matrix button.cm-cell-0-1").click()
-    cards = page.locator(".wb-gallery-box .wb-card-text")
+    cards = page.locator(".wb-explorer .wb-gallery-box .wb-card-text")
     expect(cards.first).to_be_visible(timeout=15_000)
     long_card = cards.filter(has_text="a very long review").first
     shown = long_card.inner_text()  # what is rendered (a closed <details> renders only its summary)
@@ -303,7 +303,7 @@ def test_text_explorer_fits_and_long_reviews_open_on_a_click(page, lab):
     long_card.locator("summary").click()
     expect(long_card.locator("details")).to_have_attribute("open", "")
     assert "THE END" in long_card.inner_text() and "(more)" not in long_card.inner_text()
-    walk.check("cards", page.locator(".wb-gallery-box"))
+    walk.check("cards", page.locator(".wb-explorer .wb-gallery-box"))
     page.keyboard.press("Control+s")
     expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-dirty")).to_have_count(0, timeout=15_000)
     errors: list[str] = []
@@ -318,7 +318,7 @@ def test_text_explorer_fits_and_long_reviews_open_on_a_click(page, lab):
     _file_browser(zoomed, False)
     walk.page, walk.prefix = zoomed, "text_zoom150"
     walk.check("matrix", zoomed.locator(".wb-explorer"))
-    walk.check("cards", zoomed.locator(".wb-gallery-box"))
+    walk.check("cards", zoomed.locator(".wb-explorer .wb-gallery-box"))
     context.close()
     assert not errors, errors
     assert not walk.clipped, "clipped widget areas:\n" + json.dumps(walk.clipped, indent=1)

@@ -51,12 +51,11 @@ def test_why_issues_and_map_in_the_errors_tab(page, lab):
     explorer = page.locator(".wb-explorer")
     expect(explorer.locator(".wb-explain-tabs")).to_be_visible(timeout=30_000)
 
-    # Why: pick one sample in the Flagged tab's list (the stand-in for a card click)
+    # Why: a card's "Why?" button in the top-losses gallery
     explorer.locator(".widget-button", has_text="Top losses").click()
-    _tab(page, ".wb-explorer", "Flagged")
-    select = explorer.locator("select:visible").first  # the Flagged tab's sample list
-    expect(select.locator("option").first).to_be_attached(timeout=15_000)
-    select.select_option(index=0)
+    card_why = explorer.locator(".wb-gallery-box figure button[data-action='why']").first
+    expect(card_why).to_be_visible(timeout=15_000)
+    card_why.click()
     why = page.locator(".wb-why")
     expect(why.locator("img.wb-why-img")).to_have_count(2, timeout=60_000)
     page.wait_for_function("() => [...document.querySelectorAll('.wb-why img')].every(i => i.complete && i.naturalWidth > 0)")
@@ -86,12 +85,12 @@ def test_why_issues_and_map_in_the_errors_tab(page, lab):
     for fx, fy in ((0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)):
         page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"], steps=5)
     page.mouse.up()
-    expect(page.locator(".wb-gallery-box")).to_contain_text("map lasso: 120 selected", timeout=15_000)
+    expect(page.locator(".wb-explorer .wb-gallery-box")).to_contain_text("map lasso: 120 selected", timeout=15_000)
     cell = page.evaluate("""() => [...document.querySelectorAll('.wb-matrix button')]
         .map(b => [[...b.classList].find(c => c.startsWith('cm-cell-')), +b.textContent.trim()])
         .filter(([c, n]) => c && n > 0 && c.split('-')[2] !== c.split('-')[3]).sort((a, b) => b[1] - a[1])[0][0]""")
     page.locator(f".wb-matrix button.{cell}").click()
-    expect(page.locator(".wb-gallery-box")).to_contain_text("predicted as", timeout=15_000)
+    expect(page.locator(".wb-explorer .wb-gallery-box")).to_contain_text("predicted as", timeout=15_000)
     page.wait_for_timeout(300)
     _scroll(page.locator(".wb-datamap"))
     screenshot(page, "map_tab_cell_highlight")

@@ -98,11 +98,12 @@ def test_quickstart_workbench_step_train_stop_and_snapshot(page, lab):
     _tab(page, "Freeze").click()
     page.locator(".wb-preset button", has_text="Head only").click()
     expect(page.locator(".wb-preset button.mod-active")).to_have_text("Head only")
-    expect(page.locator(".wb-freeze-summary")).to_contain_text(" in 1 of ")  # the head is the one block
+    expect(page.locator(".wb-freeze-summary")).to_contain_text("1 of 9 blocks, the head only")
 
     _tab(page, "Train").click()
     plot = page.locator(".wb-plot")
-    expect(plot).to_be_visible()
+    expect(page.locator(".wb-placeholder")).to_be_visible()  # words, not empty axes, before any epoch
+    expect(plot).to_be_hidden()
     src0 = plot.get_attribute("src")
     out_area = bench.locator(".jp-OutputArea").first
     blank = _snapshot_images(out_area)
@@ -118,6 +119,8 @@ def test_quickstart_workbench_step_train_stop_and_snapshot(page, lab):
                     && first && first.textContent.trim() === '1';
            }""", arg=src0, timeout=90_000, polling=100)
     assert _history_epochs(page) == ["1"]
+    expect(plot).to_be_visible()
+    expect(page.locator(".wb-placeholder")).to_be_hidden()
     expect(page.locator(".wb-step")).to_be_enabled(timeout=10_000)  # the thread has ended
     expect(page.locator(".wb-history")).to_contain_text("cached")
     # The static snapshot (a plain image/png output outside the widget) was updated through its
