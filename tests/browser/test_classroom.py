@@ -157,7 +157,11 @@ def test_quickstart_fits_with_the_file_browser_and_at_150_percent(page, lab):
     # ---- Train: settings open; the LR has a typed value; the first epoch builds the cache, with words
     _tab(page, "Train").click()
     page.locator(".wb-settings .jupyter-widget-Collapse-header").click()
-    expect(page.locator(".wb-lr-value input")).to_have_value("0.001")
+    # the LR on auto: the box shows the value the next epoch uses (a head on cached features: 5e-2),
+    # greyed; the slider snapping 0.05 to its grid must not switch auto off
+    expect(page.locator(".wb-lr-value input")).to_have_value("0.05")
+    expect(page.locator(".wb-lr-auto input")).to_be_checked()
+    expect(page.locator(".wb-lr-value input")).to_be_disabled()
     expect(page.locator(".wb-placeholder")).to_contain_text("No epochs yet")
     walk.check("train_settings", bench)
     page.locator(".wb-settings .jupyter-widget-Collapse-header").click()  # closed again: the class sees the plot

@@ -5,6 +5,8 @@ code, the exact head fit and the LR finder buttons. Every action through its pub
 
 from __future__ import annotations
 
+import math
+
 import threading
 import time
 
@@ -59,6 +61,24 @@ def test_the_lr_has_an_auto_switch_a_slider_and_a_typed_value(session) -> None:
     assert session.config.lr == 1.3e-4 and lr.text.value == pytest.approx(1.3e-4)
     lr.text.value = 2e-3
     assert session.config.lr == pytest.approx(2e-3) and lr.slider.value == pytest.approx(2e-3)
+
+
+def test_the_slider_snapping_its_value_back_is_not_a_move(session) -> None:
+    """The front end snaps a shown value to the log slider's grid (10^(k * 0.05)) and sends it back:
+    that echo must leave "auto" on and a typed LR as typed (seen in JupyterLab: auto turned off)."""
+    d = TrainingDashboard(session)
+    lr = d.inputs["lr"]
+    lr.auto.value = True
+    shown = lr.slider.value
+    lr.slider.value = 10 ** (round(math.log10(shown) / 0.05) * 0.05)  # the echo
+    lr.text.value = lr.text.value * 1.0000001  # a float round trip through the page
+    assert session.config.lr is None and lr.auto.value and lr.slider.disabled
+    lr.auto.value = False
+    lr.text.value = 3e-4
+    lr.slider.value = 10 ** -3.5  # the echo of 3e-4 on the grid: 3.16e-4
+    assert session.config.lr == pytest.approx(3e-4) and lr.text.value == pytest.approx(3e-4)
+    lr.slider.value = 10 ** -3.0  # a real move, ten grid steps away
+    assert session.config.lr == pytest.approx(1e-3)
 
 
 def test_each_setting_is_described_once() -> None:

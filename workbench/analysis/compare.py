@@ -141,7 +141,7 @@ class Comparison:
         if len(runs) < 2:
             raise ConfigError(f"compare needs two or more runs; got {len(runs)}. Pass e.g. wb.compare(session_a, session_b).")
         self.runs = list(runs)
-        self.names = _unique([r.name for r in self.runs])
+        self.names = unique_names([r.name for r in self.runs])
         flats = [r.settings() for r in self.runs]
         keys = list(dict.fromkeys(k for f in flats for k in f))
         missing = object()
@@ -306,7 +306,8 @@ class Comparison:
         return f"Comparison({', '.join(f'{n!r} ({lab})' if lab != n else repr(n) for n, lab in zip(self.names, self.labels))})"
 
 
-def _unique(names: list[str]) -> list[str]:
+def unique_names(names: list[str]) -> list[str]:
+    """Names made unique in order: the second "run" becomes "run #2"."""
     seen: dict[str, int] = {}
     out = []
     for n in names:

@@ -17,7 +17,7 @@ import weakref
 import ipywidgets as W
 import traitlets
 
-from ..analysis.compare import Comparison, Run, compare
+from ..analysis.compare import Comparison, Run, compare, unique_names
 from ..plots import compare_confusion_figure, compare_curves_figure, png
 from ..train import runs as kernel_runs
 from .common import STYLE, MessageBox, guarded, table_html
@@ -90,7 +90,7 @@ class CompareView(W.VBox):
         """List the runs again (this kernel's live sessions, oldest first); returns their names."""
         sessions = [r() for r in self._given] if self._given is not None else kernel_runs.runs()
         sessions = [s for s in sessions if s is not None]
-        names = _unique([getattr(s, "name", "run") for s in sessions])
+        names = unique_names([getattr(s, "name", "run") for s in sessions])
         self._refs = {n: weakref.ref(s) for n, s in zip(names, sessions)}
         kept = tuple(n for n in self.picked if n in self._refs)
         self._quiet_list = True  # new options, the same picks: no re-render from the list's observer
@@ -251,13 +251,4 @@ class CompareView(W.VBox):
                 self.run_list.value = value
             finally:
                 self._quiet_list = False
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n} #{seen[n]}")
-    return out
 

@@ -6,6 +6,7 @@ back to what the session holds (one source of truth)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -140,12 +141,27 @@ class LrControl(W.HBox):
         self.add_class("wb-wrap-row")
         self.add_class("wb-lr")
         self.auto.observe(lambda c: self._user(None if c["new"] else self.text.value), names="value")
-        self.slider.observe(lambda c: self._user(round_sig(c["new"])), names="value")
-        self.text.observe(lambda c: self._user(c["new"]), names="value")
+        self.slider.observe(lambda c: self._from_slider(c["new"]), names="value")
+        self.text.observe(lambda c: self._from_text(c["new"]), names="value")
 
     def _user(self, value: float | None) -> None:
         if not self._syncing:
             self.value = value
+
+    def _from_text(self, value: float) -> None:
+        if not self.auto.value:  # on auto the box shows the chosen LR and takes no input
+            self._user(value)
+
+    def _from_slider(self, value: float) -> None:
+        """A move of the slider, unless it is the front end snapping the shown value to the slider's
+        grid (10^(k * step)) and sending it back: that echo must not turn "auto" or a typed 3e-4 into
+        the nearest grid value."""
+        if self.auto.value:
+            return
+        shown = self.value
+        if shown and value > 0 and abs(math.log10(value) - math.log10(shown)) <= self.slider.step / 2 + 1e-9:
+            return
+        self._user(round_sig(value))
 
     def show(self, value: float | None, effective: float, words: str) -> None:
         """Show the setting (`value`), the LR the next epoch uses and why, without firing `value`."""
