@@ -236,7 +236,11 @@ def open_notebook(page, lab: Lab, name: str, timeout: float = 60) -> None:
     page.goto(f"{lab.url}lab/tree/{name}?reset")
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=timeout * 1000)
     page.locator(KERNEL_STATUS, has_text=KERNEL_IDLE_RE).first.wait_for(timeout=timeout * 1000)
-    page.wait_for_timeout(500)  # "Idle" shows a moment before the kernel's channels are ready
+    # "Idle" shows a moment before the kernel's channels are ready, and the widget manager asks the new
+    # kernel for its widgets' state on connecting: cells that create widgets while that answer is on
+    # its way can leave a view without its model ("widget model not found", jupyter-widgets/ipyleaflet
+    # #968). Seen once here on a heavily loaded machine (4 s a batch) with 0.5 s.
+    page.wait_for_timeout(1500)
 
 
 def run_all(page) -> None:
