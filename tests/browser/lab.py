@@ -85,6 +85,16 @@ class Lab:
         nbformat.write(nb, path)
         return name
 
+    def fresh_copy(self, name: str) -> str:
+        """Copy notebooks/<name> from the repository over root_dir/<name> and return `name`.
+
+        Tests share one server: an earlier test's autosave leaves widget outputs of a kernel that is
+        gone in the shared copy, and opening it logs "widget model not found" for each.
+        """
+        source = NOTEBOOKS / name
+        shutil.copy2(source, self.root_dir / name)
+        return name
+
     # -- REST
 
     def api(self, method: str, path: str, timeout: float = 10):
@@ -236,11 +246,7 @@ def open_notebook(page, lab: Lab, name: str, timeout: float = 60) -> None:
     page.goto(f"{lab.url}lab/tree/{name}?reset")
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=timeout * 1000)
     page.locator(KERNEL_STATUS, has_text=KERNEL_IDLE_RE).first.wait_for(timeout=timeout * 1000)
-    # "Idle" shows a moment before the kernel's channels are ready, and the widget manager asks the new
-    # kernel for its widgets' state on connecting: cells that create widgets while that answer is on
-    # its way can leave a view without its model ("widget model not found", jupyter-widgets/ipyleaflet
-    # #968). Seen once here on a heavily loaded machine (4 s a batch) with 0.5 s.
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(500)  # "Idle" shows a moment before the kernel's channels are ready
 
 
 def run_all(page) -> None:

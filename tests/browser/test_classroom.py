@@ -117,7 +117,7 @@ def _walk_tabs(walk: Walk, bench, page) -> None:
 
 
 def test_quickstart_fits_with_the_file_browser_and_at_150_percent(page, lab):
-    nb = nbformat.read(lab.root_dir / NOTEBOOK, as_version=4)
+    nb = nbformat.read(lab.root_dir / lab.fresh_copy(NOTEBOOK), as_version=4)  # not an earlier test's autosave
     i_data, i_bench = _index(nb, 'wb.load_data("mnist-5k")'), _index(nb, "wb.Workbench(")
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.set_viewport_size(WINDOW)

@@ -65,7 +65,7 @@ def _snapshot_images(out_area):
 
 
 def test_quickstart_workbench_step_train_stop_and_snapshot(page, lab):
-    nb = nbformat.read(lab.root_dir / NOTEBOOK, as_version=4)
+    nb = nbformat.read(lab.root_dir / lab.fresh_copy(NOTEBOOK), as_version=4)  # not an earlier test's autosave
     i_data = _cell_index(nb, 'wb.load_data("mnist-5k")')
     i_bench = _cell_index(nb, "wb.Workbench(")
     i_epochs = _cell_index(nb, "epochs so far")
