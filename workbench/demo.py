@@ -26,10 +26,11 @@ def run_images(epochs_head: int, epochs_last: int) -> None:
     print(data)
     model = wb.load_backbone("efficientnet_lite0", num_classes=data.num_classes, pretrained=True, image_size=64)
     print(f"backbone: {model.name} ({model.weights}), {len(model.blocks)} blocks, input {model.preprocess.size} px")
-    session = wb.Session(data, model, optimizer="adamw", lr=1e-3, batch_size=64, seed=0)
+    # the automatic LR: a head on cached features at 5e-2, one-cycle over the head-only epochs
+    session = wb.Session(data, model, batch_size=64, seed=0, epochs=epochs_head)
     _train(session, "head", epochs_head, "1) head only: the pretrained backbone is a fixed feature extractor")
-    session.configure(lr=3e-4, lr_decay=0.5)
-    _train(session, wb.last(2), epochs_last, "2) unfreeze the last 2 blocks (discriminative LR, decay 0.5)")
+    session.configure(lr_decay=0.8)  # the automatic LR for training through the backbone: 1e-3
+    _train(session, wb.last(2), epochs_last, "2) unfreeze the last 2 blocks (discriminative LR, decay 0.8)")
     _report(session)
 
 
@@ -40,9 +41,9 @@ def run_text(epochs_head: int, epochs_last: int) -> None:
     print(data)
     model = wb.load_backbone("minilm-l6", num_classes=data.num_classes, pretrained=True, max_length=64)
     print(f"backbone: {model.name} ({model.weights}), {len(model.blocks)} blocks, max length {model.preprocess.max_length}")
-    session = wb.Session(data, model, optimizer="adamw", lr=1e-2, batch_size=32, seed=0)
+    session = wb.Session(data, model, batch_size=32, seed=0, epochs=epochs_head)
     _train(session, "head", epochs_head, "1) head only: sentence features from the frozen encoder")
-    session.configure(lr=5e-5, lr_decay=0.8)
+    session.configure(lr_decay=0.8)  # the automatic LR for a transformer's body: 5e-5
     _train(session, wb.last(2), epochs_last, "2) unfreeze the last 2 blocks")
     _report(session)
 
