@@ -59,11 +59,11 @@ def integer(name: str, value: Any, *, low: int | None = None, hint: str = "") ->
     return v
 
 
-def boolean(name: str, value: Any) -> bool:
+def boolean(name: str, value: Any, hint: str = "") -> bool:
     """True or False (numpy booleans accepted); 0/1 and strings are refused."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    raise ConfigError(f"{name} must be True or False, got {_describe(value)}.")
+    raise ConfigError(f"{name} must be True or False, got {_describe(value)}." + (f" {hint}" if hint else ""))
 
 
 def choice(name: str, value: Any, choices: Sequence[str]) -> str:

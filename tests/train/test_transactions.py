@@ -48,6 +48,7 @@ BAD_SETTINGS = [
     ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
     ({"nesterov": 1}, "nesterov must be True or False"),
     ({"fast_path": "yes"}, "fast_path must be True or False"),
+    ({"precondition_head": 1}, "precondition_head must be True or False"),
     ({"schedule": dict(nme="cosine")}, "schedule has no field 'nme'.*'name'"),
     ({"schedule": 5}, "schedule must be a Schedule"),
     ({"schedule": dict(name="onecycle", div_factor=0)}, "div_factor must be > 0"),

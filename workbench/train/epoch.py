@@ -21,10 +21,11 @@ from ..errors import ConfigError
 from ..validate import jsonable
 from . import freezing, guards
 from .cache import compute_features
-from .config import auto_lr, auto_schedule
+from .config import auto_lr, auto_schedule, preconditions_head
 from .events import EpochStart, ErrorEvent, EvalEnd
 from .loop import EpochPlan, evaluate, rows_of, train_batch, train_epoch
 from .optim import skips_on_device
+from .precondition import HeadPreconditioner
 from .records import EpochResult, Predictions, macro_f1
 
 
@@ -115,9 +116,11 @@ class EpochMixin:
         dist = self._dist
         if dist is not None:
             batches = dist.shard(batches)  # this process's part of every batch
+        precondition = None
         if fast:
             inputs: Callable = rows_of(self._features("train"))
             forward: Callable = self.model.head
+            precondition = self._head_preconditioner(self._features("train"))
         else:
             augment = c.augment.transform(self.pipeline.image_size) if self.model.kind == "image" else None
             inputs = lambda idx: self.pipeline.batch("train", idx, augment)  # noqa: E731
@@ -136,7 +139,17 @@ class EpochMixin:
             buffers=list((self.model.head if fast else self.model.module).buffers()),
             deferred=self._deferred_reads() and (dist is None or not dist.active),
             finite=dist.all_finite if dist is not None and dist.active else None,
+            precondition=precondition,
         )
+
+    def _head_preconditioner(self, features: torch.Tensor) -> HeadPreconditioner | None:
+        """The preconditioner of a linear head on these cached features (built once per cache),
+        or None when it is turned off or does not apply (precondition.py)."""
+        if not preconditions_head(self.config):
+            return None
+        if self._preconditioner is None or not self._preconditioner.fresh_for(self.model.head, features):
+            self._preconditioner = HeadPreconditioner.for_head(self.model.head, features)
+        return self._preconditioner
 
     def _untouched(self, trainable: list[str], saved: dict[str, tuple[float, float]]) -> None:
         """An epoch that took no step gives back what its start changed: the blocks a progressive

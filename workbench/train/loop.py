@@ -43,6 +43,8 @@ class EpochPlan:
     deferred: bool = False
     # eager mode's check of a loss; distributed runs ask every process (train.distributed)
     finite: Callable[[torch.Tensor], bool] | None = None
+    # turns the gradients into the step's direction between backward and step (precondition.py)
+    precondition: Callable[[], None] | None = None
 
 
 @dataclass
@@ -224,6 +226,8 @@ def train_batch(plan: EpochPlan, idx: torch.Tensor, y: torch.Tensor, trainable: 
         return None, logits
     plan.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if plan.precondition is not None:
+        plan.precondition()
     plan.optimizer.step()
     return loss, logits
 

@@ -24,7 +24,7 @@ from ..validate import integer, jsonable
 from . import freezing, runs, state
 from .cache import FeatureCache
 from .config import (TrainConfig, auto_lr, auto_schedule, check_compatible, check_head_dropout, check_splits,
-                     criterion_for, resolve_device)
+                     criterion_for, preconditions_head, resolve_device)
 from .control import RunControl
 from .early_stopping import EarlyStopping
 from .epoch import EpochMixin
@@ -32,6 +32,7 @@ from .persistence import StateMixin
 from .events import ConfigChange, EventBus, FitEnd, FitStart
 from .optim import make_optimizer
 from .placement import Placement, place_model
+from .precondition import HeadPreconditioner, linear_only
 from .records import EpochResult, Predictions, history_frame
 
 # settings whose change needs a new optimizer (its state starts fresh)
@@ -64,6 +65,7 @@ class Session(EpochMixin, StateMixin):
         self._body_version = 0  # bumps whenever weights below the head may have changed
         self.early_stopping = EarlyStopping()
         self.cache = FeatureCache()
+        self._preconditioner: HeadPreconditioner | None = None  # derived from the cached features
         self._criterion_cache: tuple[TrainConfig, Any] | None = None
         self._defer_reads: bool | None = None  # None: deferred on CUDA (see _deferred_reads)
         self._dist = None  # set by distribute(): one process of several (train/distributed.py)
@@ -257,6 +259,7 @@ class Session(EpochMixin, StateMixin):
             f"optimizer: {self.config.optimizer}  lr: {self._describe_lr()}  schedule: {self._describe_schedule()}  "
             f"loss: {self.criterion()!r}  device: {self.device}",
             f"path: {'cached features' if fast else 'full forward'} ({why})",
+            *([self._describe_preconditioning()] if fast else []),
             f"mixed precision: {self._describe_amp(fast)}",
         ]
         return "\n".join(lines)
@@ -299,6 +302,16 @@ class Session(EpochMixin, StateMixin):
         if c.amp == "auto" and measured:
             return measured[1]
         return "bf16 autocast" + (" (auto: measured at the first full-forward epoch)" if c.amp == "auto" else "")
+
+    def _describe_preconditioning(self) -> str:
+        c = self.config
+        if not preconditions_head(c):
+            return ("head: plain gradients (" + ("precondition_head=False" if c.precondition_head is False else
+                    "an LR you set runs the optimizer as written; precondition_head=True preconditions it") + ")")
+        if not linear_only(self.model.head):
+            return "head: plain gradients (preconditioning needs a head of Linear layers on the features)"
+        return ("head: gradients preconditioned by the cached features' second moment (precondition_head"
+                + (", auto with the automatic LR)" if c.precondition_head is None else "=True)"))
 
     def _describe_schedule(self) -> str:
         name = auto_schedule(self.config, self.path()[0]).name
