@@ -199,3 +199,26 @@ def test_sgd_on_a_preconditioned_head_starts_from_its_own_automatic_lr(digits) -
     assert s.next_lrs()[s.model.block_names[-1]] == pytest.approx(0.3)
     s.configure(precondition_head=False)
     assert s.next_lrs()[s.model.block_names[-1]] == pytest.approx(1.0)
+
+
+def test_the_lr_range_test_measures_the_optimizer_an_lr_you_set_will_run(digits, monkeypatch) -> None:
+    """find_lr's suggestion becomes an LR you set, which trains on the plain gradient: the range
+    test must measure that, not the preconditioned automatic recipe."""
+    from workbench.train import epoch as epoch_module
+
+    seen = []
+    real = epoch_module.train_batch
+
+    def spy(plan, *args, **kwargs):
+        seen.append(plan.precondition)
+        return real(plan, *args, **kwargs)
+
+    monkeypatch.setattr(epoch_module, "train_batch", spy)
+    torch.manual_seed(0)
+    s = wb.Session(digits, tiny_cnn(), seed=0)
+    s.find_lr(steps=10, progress=False)
+    assert seen and all(p is None for p in seen)
+    seen.clear()
+    s.configure(precondition_head=True)
+    s.find_lr(steps=10, progress=False)
+    assert seen and all(p is not None for p in seen)

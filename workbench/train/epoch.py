@@ -298,6 +298,8 @@ class EpochMixin:
                 fast, _ = self.path()
                 plan = self._plan(self.epoch + 1, fast, self._epoch_criterion(),
                                   torch.Generator().manual_seed(self.config.seed))
+                if self.config.precondition_head is None:  # the LR it suggests is one you set: the
+                    plan.precondition = None  # optimizer then runs as written (config.preconditions_head)
                 self._set_train_mode(fast)
                 trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
                 labels_of = rows_of(plan.labels)
