@@ -271,3 +271,12 @@ def test_a_hidden_why_panel_explains_again_only_when_shown(session) -> None:
     assert x.why.explained is first and x.why.painter.dirty and x.painter.dirty
     x.visible = True
     assert x.why.explained is not first and x.why.index == i and "epoch 2" in x.header.value
+
+
+def test_the_decisions_line_says_when_the_head_is_preconditioned(head_session) -> None:
+    d = TrainingDashboard(head_session)
+    assert "preconditioned head" not in d.decisions.value  # an LR you set runs the optimizer as written
+    head_session.configure(lr=None)
+    assert "preconditioned head" in d.decisions.value  # the automatic LR, head only
+    head_session.freeze(wb.last(1))
+    assert "preconditioned head" not in d.decisions.value  # a full forward

@@ -303,6 +303,11 @@ class Session(EpochMixin, StateMixin):
             return measured[1]
         return "bf16 autocast" + (" (auto: measured at the first full-forward epoch)" if c.amp == "auto" else "")
 
+    def preconditions_head(self) -> bool:
+        """Whether a head-only epoch on cached features would train on preconditioned gradients
+        (precondition_head, and a head of Linear layers: train/precondition.py)."""
+        return preconditions_head(self.config) and linear_only(self.model.head)
+
     def _describe_preconditioning(self) -> str:
         c = self.config
         if not preconditions_head(c):

@@ -397,7 +397,8 @@ class TrainingDashboard(W.VBox):
         self.decisions.value = (
             f'<div class="wb-muted">next epoch: <b>{"cached features" if fast else "full forward"}</b> ({esc(why)}) · '
             f"LR {esc(s._describe_lr())} · schedule {esc(s._describe_schedule())} · "
-            f"{len(s.trainable)} of {len(s.model.blocks)} blocks train{esc(pending)}</div>")
+            + ("preconditioned head · " if fast and s.preconditions_head() else "")
+            + f"{len(s.trainable)} of {len(s.model.blocks)} blocks train{esc(pending)}</div>")
         self.fit_head_button.disabled = self.training or s.running
 
 
