@@ -195,3 +195,24 @@ def test_auto_mixed_precision_is_measured_once_per_training_step(digits) -> None
     s.model.head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
     s.step()
     assert set(dtypes) <= {torch.bfloat16 if faster_bf16 else torch.float32, torch.float32}
+
+
+def test_the_preconditioned_head_trains_on_the_device_as_on_the_cpu(digits) -> None:
+    """The head preconditioner (train/precondition.py) lives with the cached features, on the GPU,
+    and its factor matches the CPU's (float32 features without TF32; the inverse is in float64)."""
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    factors = {}
+    try:
+        for device in ("cuda", "cpu"):
+            torch.manual_seed(0)
+            s = wb.Session(digits, tiny_cnn(), seed=0, device=device, amp="off", channels_last=False)
+            r = s.step()
+            assert r.completed and torch.isfinite(torch.tensor(r.train_loss))
+            assert s._preconditioner is not None
+            assert all(f.device.type == device for _, f in s._preconditioner.factors)
+            factors[device] = s._preconditioner.factors[0][1].cpu()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    gap = torch.linalg.norm(factors["cuda"] - factors["cpu"]) / torch.linalg.norm(factors["cpu"])
+    assert gap < 1e-2, gap
