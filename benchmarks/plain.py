@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import workbench as wb
 from workbench.data.transforms import batch_order
 from workbench.train import freezing
+from workbench.train.precondition import HeadPreconditioner
 
 
 class PlainLoop:
@@ -26,12 +27,15 @@ class PlainLoop:
     loop on the CPU, as a person writes it); bucket: text batches of similar lengths, as the
     Session's (None: only when padding to the longest in the batch, where it saves work);
     eval_batch: the batch size of the valid pass; amp: the Session's mixed precision (bf16 autocast
-    on CUDA, nothing on the CPU), for a like-for-like comparison (False: float32, as a person writes it).
+    on CUDA, nothing on the CPU), for a like-for-like comparison (False: float32, as a person writes it);
+    precondition: head-only on cached features, the Session's head preconditioner (workbench/train/
+    precondition.py), for a like-for-like comparison (False: the plain gradient, as a person writes it).
     """
 
     def __init__(self, session: wb.Session, model: wb.Model, *, channels_last: bool = True,
                  pad_to: int | None = None, use_cache: bool = True, fused: bool = False,
-                 bucket: bool | None = None, eval_batch: int = 256, amp: bool = False) -> None:
+                 bucket: bool | None = None, eval_batch: int = 256, amp: bool = False,
+                 precondition: bool = False) -> None:
         self.session, self.model = session, model
         c = session.config
         self.trainable = [b.name for b in session.model.blocks if b.trainable]
@@ -50,6 +54,8 @@ class PlainLoop:
         self.data = {s: p.batcher(s) for s in ("train", "valid")}
         self.labels = {s: p.labels(s) for s in ("train", "valid")}
         self.feats = {s: session._features(s) for s in ("train", "valid")} if self.cached else None
+        self.precondition = (HeadPreconditioner.for_head(model.head, self.feats["train"])
+                             if precondition and self.cached else None)
         self.device = session.device
         self.autocast = session.placement.mixed_precision(session.config) if amp else contextlib.nullcontext
         if model.kind == "image":
@@ -97,6 +103,8 @@ class PlainLoop:
                 break
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.precondition is not None:
+                self.precondition()
             self.opt.step()
         model.module.eval()
         predicted = torch.empty(len(y["valid"]), dtype=torch.long)
