@@ -118,9 +118,10 @@ class EpochMixin:
             batches = dist.shard(batches)  # this process's part of every batch
         precondition = None
         if fast:
-            inputs: Callable = rows_of(self._features("train"))
+            features = self._features("train")
+            inputs: Callable = rows_of(features)
             forward: Callable = self.model.head
-            precondition = self._head_preconditioner(self._features("train"))
+            precondition = self._head_preconditioner(features)
         else:
             augment = c.augment.transform(self.pipeline.image_size) if self.model.kind == "image" else None
             inputs = lambda idx: self.pipeline.batch("train", idx, augment)  # noqa: E731
