@@ -31,6 +31,7 @@ and for the run until the widget shows it, the per-epoch "time s" of both, and t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -38,6 +39,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from common import emit
@@ -212,7 +214,10 @@ def main() -> None:
     (main_head if args.case == "head" else main_full)(args)
 
 
-def _kernel():
+@contextlib.contextmanager
+def kernel() -> Iterator[tuple[object, IOPubDrain]]:
+    """A started ipykernel that imports this checkout, ready, its iopub drained by a thread; shut
+    down on exit. Yields (client, drain)."""
     from jupyter_client.manager import KernelManager
 
     km = KernelManager(kernel_name="python3")
@@ -221,17 +226,27 @@ def _kernel():
     km.start_kernel(cwd=str(REPO), env=env)
     client = km.client()
     client.start_channels()
-    return km, client
-
-
-def main_head(args) -> None:
-    km, client = _kernel()
     drain = None
     try:
         client.wait_for_ready(timeout=60)
         drain = IOPubDrain(client)
-        pin = f"import torch\ntorch.set_num_threads({args.threads})\n" if args.threads else ""
-        info = run(client, drain, pin + SETUP_HEAD)
+        yield client, drain
+    finally:
+        if drain is not None:
+            drain.stop.set()
+            drain.thread.join(timeout=5)
+        client.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def thread_pin(args) -> str:
+    """Code that pins the kernel's torch to --threads threads (empty without it)."""
+    return f"import torch\ntorch.set_num_threads({args.threads})\n" if args.threads else ""
+
+
+def main_head(args) -> None:
+    with kernel() as (client, drain):
+        info = run(client, drain, thread_pin(args) + SETUP_HEAD)
         w = run(client, drain, ROUND_HEAD.format(k=1, r=0))  # warm-up: builds each session's feature cache
         print(f"warm-up (feature caches): ui {w['ui']:.1f} s, plain {w['plain']:.1f} s, tqdm {w['tqdm']:.1f} s",
               file=sys.stderr)
@@ -242,12 +257,6 @@ def main_head(args) -> None:
             print(f"round {r + 1}: widget {t['ui']:.3f} s (its epochs {t['ui_fit']:.3f} s, {t['paints']} paints "
                   f"{t['paint_s']:.3f} s), code {t['plain']:.3f} s, code+tqdm {t['tqdm']:.3f} s, load {t['load']:.1f}",
                   file=sys.stderr)
-    finally:
-        if drain is not None:
-            drain.stop.set()
-            drain.thread.join(timeout=5)
-        client.stop_channels()
-        km.shutdown_kernel(now=True)
 
     def ratios(num: str, den: str) -> dict:
         r = [t[num] / t[den] for t in rounds]
@@ -280,18 +289,8 @@ def main_head(args) -> None:
 
 
 def main_full(args) -> None:
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(cwd=str(REPO))
-    client = km.client()
-    client.start_channels()
-    drain = None
-    try:
-        client.wait_for_ready(timeout=60)
-        drain = IOPubDrain(client)
-        pin = f"import torch\ntorch.set_num_threads({args.threads})\n" if args.threads else ""
-        info = run(client, drain, pin + SETUP)
+    with kernel() as (client, drain):
+        info = run(client, drain, thread_pin(args) + SETUP)
         if Path(info["python"]).resolve() != Path(sys.executable).resolve():
             print(f"warning: the kernel runs {info['python']}, not {sys.executable}", file=sys.stderr)
         setup_comm = drain.comm_msgs
@@ -307,12 +306,6 @@ def main_full(args) -> None:
                   f"ratio {t['ui'] / t['plain']:.3f}, load {t['load']:.1f}", file=sys.stderr)
         comm_per_epoch = (drain.comm_msgs - warm_comm) / args.rounds  # one ui epoch per round
         comm_kb_per_epoch = (drain.comm_bytes - warm_bytes) / args.rounds / 1024
-    finally:
-        if drain is not None:
-            drain.stop.set()
-            drain.thread.join(timeout=5)
-        client.stop_channels()
-        km.shutdown_kernel(now=True)
 
     ratios = [u / p for u, p in zip(times["ui"], times["plain"])]
     median = statistics.median(ratios)
