@@ -36,8 +36,9 @@ MAX_IMAGE_SIZE = 4096
 MAX_LENGTH = 1_000_000
 MAX_CLASSES = 1_000_000
 MAX_WIDTH = 1 << 20  # in / out features of a layer described in config.json
+# files that can carry code: Python, native libraries, and formats that unpickle (torch.load of .bin / .pt)
 CODE_OR_PICKLE = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dll", ".dylib", ".pkl", ".pickle", ".bin", ".pt", ".pth",
-                  ".ckpt", ".joblib", ".npy", ".h5", ".msgpack")
+                  ".ckpt", ".joblib", ".npy")
 # the one auto_map workbench writes (export_formats._pooled_transformers), for transformers' own loaders
 AUTO_MAP = {"AutoModelForSequenceClassification": "modeling_workbench.WorkbenchForSequenceClassification"}
 POOLING_MODES = ("mean", "cls", "max", "mean-sqrt-len", "weighted-mean", "last-token", "last-non-padding", "pooler")
