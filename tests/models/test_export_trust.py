@@ -88,6 +88,7 @@ CODE_CASES = {
 }
 
 
+@pytest.mark.slow  # the module's first pooled export (a tiny GPT-2, checked three ways): ~15 s
 @pytest.mark.parametrize("case", list(CODE_CASES))
 def test_a_crafted_folder_never_runs_its_code(pooled_export, tmp_path, case) -> None:
     folder = tampered(pooled_export, tmp_path / "crafted", CODE_CASES[case])
@@ -96,6 +97,7 @@ def test_a_crafted_folder_never_runs_its_code(pooled_export, tmp_path, case) -> 
     assert not (folder / "RAN").exists() and "evil" not in sys.modules
 
 
+@pytest.mark.slow  # shares the pooled export
 @pytest.mark.parametrize("name", ["evil.py", "pytorch_model.bin", "sub/helper.pkl"])
 def test_code_or_pickles_workbench_did_not_write_are_refused(pooled_export, tmp_path, name) -> None:
     def plant(folder: Path) -> None:
@@ -109,6 +111,7 @@ def test_code_or_pickles_workbench_did_not_write_are_refused(pooled_export, tmp_
     assert wb.load_exported(folder).classes == ["no", "yes"]  # the untouched folder loads
 
 
+@pytest.mark.slow  # shares the pooled export
 def test_the_untouched_pooled_export_loads_with_workbench_own_code(pooled_export, tmp_path) -> None:
     folder = tampered(pooled_export, tmp_path / "copy", lambda f: (f / "notes.txt").write_text("mine"), rehash=False)
     (folder / "modeling_workbench.py").write_text(PLANTED)  # never imported by load_exported: refused as changed
@@ -161,6 +164,7 @@ def test_absurd_sizes_are_refused_before_anything_is_allocated(image_export, tmp
         wb.load_exported(folder)
 
 
+@pytest.mark.slow  # shares the pooled export
 def test_an_absurd_transformers_config_is_refused_on_the_meta_device(pooled_export, tmp_path) -> None:
     """A config asking for ~10^12 parameters: built on the meta device, compared with the weights' header."""
     folder = tampered(pooled_export, tmp_path / "huge", edit_json("config.json", lambda c: c.update(

@@ -216,6 +216,7 @@ def text_model():
     return wb.load_backbone("minilm-l6", 2, pretrained=False, max_length=8)
 
 
+@pytest.mark.slow  # builds minilm-l6 (random init) once: ~15 s
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(texts=st.lists(hostile, min_size=4, max_size=8), name=hostile, stem=path_part)
 def test_in_memory_texts_and_labels_round_trip_through_the_script_csv(tmp_path_factory, text_model, texts, name,

@@ -225,7 +225,8 @@ class Data:
         if self.recipe is not None:
             from ..validate import jsonable  # numpy counts become plain numbers (a checkpoint is JSON)
 
-            out.recipe = [*self.recipe, {"call": "subset", "kwargs": jsonable({"train": train, "valid": valid, "seed": seed})}]
+            caps = jsonable({"train": train, "valid": valid, "seed": seed})
+            out.recipe = [*self.recipe, {"call": "subset", "kwargs": caps}]
         return out
 
     # ---- data.show(): a sample grid (issue 16; the logic lives in show.py) -----------------------

@@ -80,7 +80,8 @@ def read_meta(root: Path) -> dict[str, Any]:
         raise ConfigError(f"{file} has format {str(meta.get('format'))[:20]}; this workbench reads {META_FORMAT} "
                           f"(format 2 lists the files it wrote, with their SHA-256): {AGAIN}.")
     classes, pre = meta.get("classes"), meta.get("preprocess")
-    if meta.get("kind") not in ("image", "text") or meta.get("library") not in ("timm", "transformers", "torchvision", "module"):
+    libraries = ("timm", "transformers", "torchvision", "module")
+    if meta.get("kind") not in ("image", "text") or meta.get("library") not in libraries:
         raise refuse(file, f"kind {str(meta.get('kind'))[:20]!r} / library {str(meta.get('library'))[:20]!r} is not one "
                            "workbench writes")
     if (not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES or not all(isinstance(c, str) for c in classes)
@@ -98,7 +99,8 @@ def read_meta(root: Path) -> dict[str, Any]:
     elif not _whole(pre.get("max_length"), 1, MAX_LENGTH):
         raise refuse(file, f"the preprocessing needs a max_length from 1 to {MAX_LENGTH}")
     files = meta.get("files")
-    if not isinstance(files, dict) or not all(isinstance(f, str) and isinstance(h, str) and len(h) == 64 for f, h in files.items()):
+    if not isinstance(files, dict) or not all(isinstance(f, str) and isinstance(h, str) and len(h) == 64
+                                              for f, h in files.items()):
         raise refuse(file, "the list of files workbench wrote (\"files\") is missing or damaged")
     return meta
 
@@ -205,10 +207,10 @@ def check_config(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
         if cfg.get("model_type") not in CONFIG_MAPPING:
             raise refuse(file, f"model_type {str(cfg.get('model_type'))[:40]!r} is not one transformers defines")
         pooled = "auto_map" in cfg
-        modes, kwargs, width = cfg.get("workbench_pooling"), cfg.get("workbench_encoder_kwargs", {}), cfg.get("workbench_feature_size")
-        if pooled and not (isinstance(modes, list) and 1 <= len(modes) <= len(POOLING_MODES) and all(m in POOLING_MODES for m in modes)
-                           and isinstance(kwargs, dict) and set(kwargs) <= {"add_pooling_layer"} and all(map(_flag, kwargs.values()))
-                           and _whole(width, 1, MAX_WIDTH)):  # fmt: skip
+        modes, kwargs = cfg.get("workbench_pooling"), cfg.get("workbench_encoder_kwargs", {})
+        known_modes = isinstance(modes, list) and 1 <= len(modes) <= len(POOLING_MODES) and all(m in POOLING_MODES for m in modes)
+        known_kwargs = isinstance(kwargs, dict) and set(kwargs) <= {"add_pooling_layer"} and all(map(_flag, kwargs.values()))
+        if pooled and not (known_modes and known_kwargs and _whole(cfg.get("workbench_feature_size"), 1, MAX_WIDTH)):
             raise refuse(file, "the pooled classifier's settings (workbench_pooling, workbench_encoder_kwargs, "
                                "workbench_feature_size) are not ones workbench writes")
         if not pooled and any(key.startswith("workbench_") for key in cfg):
@@ -221,8 +223,8 @@ def check_config(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
                 raise refuse(file, f"architecture {str(cfg.get('architecture'))[:60]!r} is not a torchvision model name")
             _args(cfg.get("model_args", {}), TORCHVISION_ARGS, file)
         replace = cfg.get("replace", [])
-        if not isinstance(replace, list) or not all(
-                isinstance(r, dict) and set(r) == {"path", "spec"} and isinstance(r["path"], str) and r["path"] for r in replace):
+        if not isinstance(replace, list) or not all(isinstance(r, dict) and set(r) == {"path", "spec"} and r["path"]
+                                                    and isinstance(r["path"], str) for r in replace):
             raise refuse(file, "'replace' must list layers by path and description")
         for r in replace:
             check_layer(r["spec"], file)

@@ -83,7 +83,8 @@ def freeze_spec(value: Any, where: str) -> Any:
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return [str(v) for v in value]
-    if isinstance(value, dict) and value.get("kind") in ("last", "progressive") and set(value) <= {"kind", "n", "every", "start"}:
+    plan = isinstance(value, dict) and value.get("kind") in ("last", "progressive")
+    if plan and set(value) <= {"kind", "n", "every", "start"}:
         out = {"kind": value["kind"]}
         for key, low in (("n", 0), ("every", 1), ("start", 0)):
             if key in value:
@@ -160,7 +161,8 @@ def _model(recipe: dict[str, Any] | None, name: str) -> Line:
 
 def _session(e: dict[str, Any]) -> list[Line]:
     return [_data(e["data"], e["data_name"]), _model(e["model"], e["model_name"]),
-            Line(assign("session", call("wb.Session", Ref("data"), Ref("model"), freeze=_freeze(e["freeze"]), **e["settings"])))]
+            Line(assign("session", call("wb.Session", Ref("data"), Ref("model"), freeze=_freeze(e["freeze"]),
+                                        **e["settings"])))]
 
 
 def _fit(e: dict[str, Any]) -> list[Line]:
@@ -200,7 +202,7 @@ OPS: dict[str, Op] = {
                   lambda e: [Line(expr(call("session.find_lr", start=e["start"], end=e["end"], steps=e["steps"])),
                                   "restores the weights")], calls=frozenset({"session.find_lr"})),
     "fit_head": Op({"C": optional(number)},
-                   lambda e: [Line(expr(call("session.fit_head") if e.get("C") is None else call("session.fit_head", C=e["C"])))],
+                   lambda e: [Line(expr(call("session.fit_head", **({} if e.get("C") is None else {"C": e["C"]}))))],
                    calls=frozenset({"session.fit_head"}), required=()),
 }
 
