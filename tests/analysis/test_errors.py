@@ -91,7 +91,8 @@ def test_flagging_and_csv_export(tmp_path, random_case) -> None:
     ea.unflag(wrong[1])
     path = ea.export_flagged(tmp_path / "flagged.csv")
     lines = path.read_text().splitlines()
-    assert lines[0] == "id,sample,given_label,predicted_label,note" and lines[1].startswith(f"{wrong[0]},")
+    assert lines[0] == '"id","sample","given_label","predicted_label","note"'  # text cells quoted (safety.write_csv)
+    assert lines[1].startswith(f"{wrong[0]},")  # numbers are not
     with pytest.raises(DataError, match="No sample with id -5"):
         ea.flag(-5)
 

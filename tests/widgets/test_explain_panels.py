@@ -44,7 +44,7 @@ def test_label_issues_tab_ranks_flags_and_exports(trained, tmp_path) -> None:
     train = x.issues.rank("train")
     assert train["split"].eq("train").all() and len(train) == len(trained.data.train)
     out = x.issues.export(tmp_path / "issues.csv")
-    assert out.read_text().splitlines()[0].startswith("rank,id,split")
+    assert out.read_text().splitlines()[0].startswith('"rank","id","split"')  # text cells quoted (workbench.safety)
 
 
 def test_map_tab_selection_fills_the_gallery_and_cells_highlight(trained) -> None:

@@ -117,7 +117,8 @@ def test_flag_unflag_and_relabel_from_the_cards_and_export(tmp_path, texts) -> N
     x.export_button.click()
     lines = (tmp_path / "flags.csv").read_text().splitlines()
     sample = texts.valid.sample_id(first_two[1])
-    assert lines == ["id,sample,given_label,predicted_label,note", f"{first_two[1]},{sample},bad,good,relabel as good"]
+    assert lines == ['"id","sample","given_label","predicted_label","note"',  # text cells quoted (workbench.safety)
+                     f'{first_two[1]},"{sample}","bad","good","relabel as good"']
     assert "Wrote 1 flagged" in x.message.text
 
 

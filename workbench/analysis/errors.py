@@ -6,7 +6,6 @@ object (numpy arrays and DataFrames); the explorer widget and `workbench.plots` 
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
-from ..safety import spreadsheet_safe
+from ..safety import write_csv
 from .feature_views import FeatureViews
 
 
@@ -177,10 +176,7 @@ class ErrorAnalysis(FeatureViews):
         path = Path(path)
         fields = ["id", "sample", "given_label", "predicted_label", "note"]
         try:
-            with path.open("w", newline="", encoding="utf-8") as fh:
-                writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows({k: spreadsheet_safe(f.get(k, "")) for k in fields} for f in self.flagged)
+            write_csv(path, fields, ([f.get(k, "") for k in fields] for f in self.flagged))
         except OSError as exc:
             raise DataError(f"Cannot write {str(path)!r} ({exc.strerror or exc}). Choose a path you can write to.") from exc
         return path

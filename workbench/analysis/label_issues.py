@@ -9,7 +9,6 @@ label: the ranking feeds flags and a CSV a person reviews.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..safety import spreadsheet_safe
+from ..safety import write_csv as safe_csv
 
 COLUMNS = ["rank", "id", "split", "given_label", "suggested_label", "label_quality", "p_given", "p_suggested", "issue"]
 
@@ -91,11 +90,6 @@ def single_threaded_blas():
 
 
 def write_csv(table: pd.DataFrame, path) -> Path:
-    """Write a table as CSV with every text cell neutralised (class names and notes are untrusted)."""
-    path = Path(path)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([spreadsheet_safe(c) for c in table.columns])
-        for row in table.itertuples(index=False):
-            writer.writerow([spreadsheet_safe(v) for v in row])
-    return path
+    """Write a table as CSV with every text cell quoted and neutralised (class names and notes are
+    untrusted; workbench.safety)."""
+    return safe_csv(path, list(table.columns), table.itertuples(index=False))

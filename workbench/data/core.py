@@ -223,7 +223,10 @@ class Data:
             parts.append(split.take(np.sort(np.concatenate(keep))))
         out = type(self)(self.kind, self.classes, parts[0], parts[1], self.name)
         if self.recipe is not None:
-            out.recipe = [*self.recipe, {"call": "subset", "kwargs": {"train": train, "valid": valid, "seed": seed}}]
+            from ..validate import jsonable  # numpy counts become plain numbers (a checkpoint is JSON)
+
+            caps = jsonable({"train": train, "valid": valid, "seed": seed})
+            out.recipe = [*self.recipe, {"call": "subset", "kwargs": caps}]
         return out
 
     # ---- data.show(): a sample grid (issue 16; the logic lives in show.py) -----------------------

@@ -20,9 +20,12 @@ probabilities.
 - format="onnx" adds `model.onnx` (inputs pixel_values or input_ids / attention_mask, output logits),
   checked against torch with onnxruntime when it is installed.
 
-Every folder also holds `workbench.json` (classes, preprocessing) for `load_exported(folder)`, and a
-README.md saying how to load it. Each export is checked before it is kept: the reloaded model must
-give the session model's logits.
+Every folder also holds `workbench.json` (classes, preprocessing, and every file it wrote with its
+SHA-256) for `load_exported(folder)`, and a README.md saying how to load it. Each export is checked
+before it is kept: the reloaded model must give the session model's logits, loaded both as the
+library loads it and as load_exported does. Exporting into a folder again replaces only the files
+workbench wrote there (workbench/owned.py); load_exported runs no code from a folder
+(export_trust.py, export_load.py).
 """
 
 from __future__ import annotations
@@ -42,12 +45,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DataError, MissingDependencyError
+from ..errors import ConfigError, DataError
+from ..owned import foreign, manifest, swap_in
+from .export_trust import META, META_FORMAT
 from .heads import Head
 
 FORMATS = ("native", "onnx")
-META = "workbench.json"
-META_FORMAT = 1
 BATCH = 64
 RTOL, ATOL = 1e-4, 1e-4  # reloaded logits against the session's (float32, same CPU ops)
 ONNX_TOL = 1e-3
@@ -245,17 +248,17 @@ def check_classes(model, classes: Sequence[str]) -> list[str]:
 def export(model, classes: Sequence[str], folder, format: str = "native") -> Path:
     """Write `model` (a workbench Model) with its class names into `folder` (see the module docstring).
 
-    The folder must be new, empty, or an earlier export (it is replaced). Nothing is kept unless
-    every check passed.
+    The folder must be new, empty, or an earlier export holding only the files workbench wrote
+    (they are replaced; nothing else is ever deleted). Nothing is kept unless every check passed.
     """
     from . import export_formats as formats
+    from .export_load import load_model
 
     if format not in FORMATS:
         raise ConfigError(f"format={format!r} is unknown: use 'native' or 'onnx' (native files plus model.onnx).")
     classes = check_classes(model, classes)
     target = Path(folder).expanduser()
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / META).is_file())):
-        raise ConfigError(f"{str(target)!r} exists and is not an earlier export; export into a new or empty folder.")
+    owned = replaceable(target)
     if format == "onnx":
         formats.require_onnx()
     writer = {"timm": formats.write_timm, "transformers": formats.write_transformers,
@@ -272,14 +275,46 @@ def export(model, classes: Sequence[str], folder, format: str = "native") -> Pat
             meta["onnx"] = formats.write_onnx(model, tmp, x, expected, reference)
         del reference
         meta.update(base_meta(model, classes))
-        (tmp / META).write_text(json.dumps(meta, indent=1))
-        (tmp / "README.md").write_text(formats.readme(meta))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        (tmp / "README.md").write_text(formats.readme(meta), encoding="utf-8")
+        meta["files"] = manifest(tmp, leave_out=[META])
+        (tmp / META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        if model.library != "module":  # loaded back the way wb.load_exported loads it
+            cfg = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+            same_logits(expected, _forward(load_model(tmp, meta, cfg, None), x), f"{model.name} (as load_exported loads it)")
+        swap_in(tmp, target, owned)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # the temporary folder this call made (gone once swapped in)
     return target
+
+
+def replaceable(target: Path) -> list[str]:
+    """The files an export into `target` may replace: none for a new or empty folder, the files an
+    earlier export listed when the folder holds only those, unchanged. ConfigError otherwise: an
+    export never deletes a file workbench did not write."""
+    if not target.exists():
+        return []
+    if not target.is_dir():
+        raise ConfigError(f"{str(target)!r} exists and is a file; export into a new or empty folder.")
+    if not any(target.iterdir()):
+        return []
+    fix = "Export into a new or empty folder, or move those files out first."
+    if not (target / META).is_file():
+        names = [p.name for p in sorted(target.iterdir())][:3]
+        raise ConfigError(f"{str(target)!r} exists and is not an earlier export: it holds {', '.join(names)}, which "
+                          f"workbench did not write and never deletes. {fix}")
+    try:
+        files = json.loads((target / META).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        files = None
+    if not isinstance(files, dict) or not all(isinstance(h, str) for h in files.values()):
+        raise ConfigError(f"{target / META} does not list the files workbench wrote (it is damaged, or from an older "
+                          "workbench), so workbench cannot tell them from yours and deletes none. Export into a new "
+                          "folder, or delete this one yourself.")
+    bad = foreign(target, files, also=[META])
+    if bad:
+        raise ConfigError(f"{str(target)!r} holds {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}: an export replaces "
+                          f"only the files workbench wrote, unchanged, and never deletes anything else. {fix}")
+    return [*files, META]
 
 
 def base_meta(model, classes: list[str]) -> dict[str, Any]:
@@ -335,28 +370,11 @@ class Predictor:
 def load_exported(folder, module: nn.Module | None = None, backend: str = "torch") -> Predictor:
     """A predictor from a folder written by `session.export(folder)`. module: your own nn.Module,
     built as when it was trained, for a model made with wb.Model.from_module. backend="onnx" runs
-    model.onnx with onnxruntime."""
-    from . import export_formats as formats
+    model.onnx with onnxruntime. It runs no code from the folder and loads only the files workbench
+    wrote there, checked (export_trust.py); anything else is refused with a ConfigError."""
+    from .export_load import load
 
-    root = Path(folder).expanduser()
-    if not (root / META).is_file():
-        raise ConfigError(f"{str(root)!r} holds no {META}: it is not a folder written by session.export(). "
-                          "Pass the folder you exported to.")
-    meta = json.loads((root / META).read_text())
-    if meta.get("format") != META_FORMAT:
-        raise ConfigError(f"{root / META} has format {meta.get('format')!r}; this workbench reads {META_FORMAT}.")
-    tokenizer = formats.load_tokenizer(root) if meta["kind"] == "text" else None
-    if backend == "onnx":
-        if not (root / "model.onnx").is_file():
-            raise ConfigError(f"{str(root)!r} has no model.onnx; export with format='onnx'.")
-        try:
-            import onnxruntime as ort
-        except ImportError as err:
-            raise MissingDependencyError("backend='onnx' needs onnxruntime: pip install onnxruntime") from err
-        return Predictor(None, meta, tokenizer, ort.InferenceSession(str(root / "model.onnx")))
-    if backend != "torch":
-        raise ConfigError(f"backend={backend!r} is unknown: use 'torch' or 'onnx'.")
-    return Predictor(formats.load_native(root, meta, module), meta, tokenizer)
+    return load(folder, module, backend)
 
 
 def cpu_copy(module: nn.Module) -> nn.Module:

@@ -341,46 +341,14 @@ def write_onnx(model, folder: Path, x: Any, expected: torch.Tensor, reference: n
 # ---------------------------------------------------------------------------------- loading back
 def _pooled_from(folder: Path) -> nn.Module:
     """The pooled classifier from our own copy of its code (what trust_remote_code would run), with
-    the config of the encoder's own type (AutoConfig reads model_type)."""
+    the config of the encoder's own type (AutoConfig reads model_type): the export-time check of the
+    folder just written (wb.load_exported builds it itself, export_load.py)."""
     from transformers import AutoConfig
 
     from .exported_modeling import WorkbenchForSequenceClassification
 
     config = AutoConfig.from_pretrained(str(folder))
     return WorkbenchForSequenceClassification.from_pretrained(str(folder), config=config)
-
-
-def load_tokenizer(root: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(root))
-
-
-def load_native(root: Path, meta: dict[str, Any], module: nn.Module | None) -> nn.Module:
-    """The exported model, loaded as a user would without workbench (our own copy of any code it
-    names: a folder's modeling file or loader.py is never executed)."""
-    library = meta["library"]
-    if library == "timm":
-        import timm
-
-        cfg = json.loads((root / "config.json").read_text())
-        k = int(cfg["num_classes"])
-        args = {a: v for a, v in cfg.get("model_args", {}).items() if a != "num_classes"}
-        return timm.create_model(cfg["architecture"], pretrained=True, num_classes=k, **args,
-                                 pretrained_cfg_overlay=dict(file=str(root / "model.safetensors"), num_classes=k)).eval()
-    if library == "transformers":
-        cfg = json.loads((root / "config.json").read_text())
-        if "auto_map" in cfg:
-            return _pooled_from(root).eval()
-        from transformers import AutoModelForSequenceClassification
-
-        return AutoModelForSequenceClassification.from_pretrained(str(root)).eval()
-    from .exported_loader import load
-
-    if library == "module" and module is None:
-        raise ConfigError("This export holds your own module's weights: pass the module, built as when it was trained, "
-                          "wb.load_exported(folder, module=MyNet()).")
-    return load(module, folder=root)
 
 
 def readme(meta: dict[str, Any]) -> str:

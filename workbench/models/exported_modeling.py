@@ -12,7 +12,8 @@ class cannot hold. This file imports only torch and transformers, never workbenc
 
 config keys it reads: ``workbench_pooling`` (a list of "mean", "cls", "max", "mean-sqrt-len",
 "weighted-mean", "last-token", "last-non-padding", "pooler", concatenated in that order) and
-``workbench_encoder_kwargs`` (arguments of ``AutoModel.from_config``, e.g. add_pooling_layer=False).
+``workbench_encoder_kwargs`` (``add_pooling_layer`` for ``AutoModel.from_config``; any other key is
+ignored, and the encoder never comes from remote code).
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ class WorkbenchForSequenceClassification(PreTrainedModel):
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__(config)
         self.modes = list(getattr(config, "workbench_pooling", None) or ["cls"])
-        kwargs = dict(getattr(config, "workbench_encoder_kwargs", None) or {})
-        self.encoder = AutoModel.from_config(config, **kwargs)
+        # the one encoder argument workbench writes; the encoder is always transformers' own class
+        kwargs = {k: v for k, v in dict(getattr(config, "workbench_encoder_kwargs", None) or {}).items()
+                  if k == "add_pooling_layer" and isinstance(v, bool)}
+        self.encoder = AutoModel.from_config(config, trust_remote_code=False, **kwargs)
         width = getattr(config, "workbench_feature_size", None) or config.hidden_size * len(self.modes)
         self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError, suggest
+from ..validate import jsonable
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class Model:
         self.granularity = granularity
         # the load_backbone keyword options that rebuild this architecture (JSON-able; checkpoints
         # call load_backbone(name, num_classes, pretrained=False, **options))
-        self.options: dict[str, Any] = dict(options or {})
+        self.options: dict[str, Any] = jsonable(dict(options or {}))
         # which library built it: "torchvision" | "timm" | "transformers" | "module" (Model.from_module)
         self.library = library
         # how one vector per example reaches the head (texts: "mean", "cls", "last-token", ...; see

@@ -13,12 +13,13 @@ from __future__ import annotations
 import fnmatch
 import threading
 from collections.abc import Callable
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import torch
 
 from ..errors import ConfigError, suggest
+from ..validate import jsonable
 from .blocks import check_granularity
 from .common import BackboneInfo
 from .model import Model
@@ -123,7 +124,8 @@ def _elsewhere(name: str) -> str:
 
 
 def _check_int(label: str, value: Any, minimum: int, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """A whole number >= minimum (numpy integers too: load_backbone converts them to int)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise ConfigError(f"{label} must be an int >= {minimum} ({hint}); got {value!r}.")
 
 
@@ -187,6 +189,9 @@ def load_backbone(
         _check_int("image_size", image_size, 1, "the side in pixels, e.g. 64 or 224")
     if max_length is not None:
         _check_int("max_length", max_length, 1, "tokens per text, e.g. 128")
+    # plain Python numbers from here on (numpy ones would reach the recipe, checkpoints and code)
+    num_classes, seed = int(num_classes), None if seed is None else int(seed)
+    image_size, max_length = (None if v is None else int(v) for v in (image_size, max_length))
     if info.library == "torchvision":
         from .torchvision_backbones import build_torchvision as build
     elif info.library == "timm":
@@ -197,7 +202,7 @@ def load_backbone(
     model = seeded(seed, lambda: build(info, num_classes, pretrained, granularity=granularity,
                                        head_dropout=float(head_dropout), **opts))  # fmt: skip
     # how to build it again (session.to_code, to_script): the call, with its arguments
-    model.recipe = {"call": "wb.load_backbone", "args": [name, num_classes],
-                    "kwargs": {"pretrained": pretrained, **{k: v for k, v in opts.items() if v is not None},
-                               "granularity": granularity, "head_dropout": float(head_dropout), "seed": seed}}
+    model.recipe = jsonable({"call": "wb.load_backbone", "args": [name, num_classes],  # numpy numbers as plain ones
+                             "kwargs": {"pretrained": pretrained, **{k: v for k, v in opts.items() if v is not None},
+                                        "granularity": granularity, "head_dropout": float(head_dropout), "seed": seed}})
     return model

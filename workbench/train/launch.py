@@ -37,12 +37,10 @@ def build_data(recipe: dict[str, Any], base: Path):
     if "file" in spec:
         path = base / spec["file"]
         if spec["kind"] == "text":
-            df = pd.read_csv(path, keep_default_na=False)
+            df = pd.read_csv(path, keep_default_na=False, dtype=str)  # labels "01", texts "123" stay strings
             train, valid = df[df["split"] == "train"], df[df["split"] == "valid"]
-            return wb.Data.from_texts(train["text"].tolist(), train["label"].astype(str).tolist(),
-                                      classes=spec["classes"], valid=(valid["text"].tolist(),
-                                                                      valid["label"].astype(str).tolist()),
-                                      name=spec["name"])
+            return wb.Data.from_texts(train["text"].tolist(), train["label"].tolist(), classes=spec["classes"],
+                                      valid=(valid["text"].tolist(), valid["label"].tolist()), name=spec["name"])
         arrays = np.load(path)
         return wb.Data.from_arrays(arrays["train_images"], arrays["train_labels"], classes=spec["classes"],
                                    valid=(arrays["valid_images"], arrays["valid_labels"]), name=spec["name"])

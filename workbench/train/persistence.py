@@ -149,12 +149,12 @@ class StateMixin:
         from .checkpoint import load, reload_data
 
         sd = load(path)
-        data = reload_data(sd["data"]) if data is None else data
+        data = reload_data(sd["data"], f"The checkpoint {sd['source']!r}") if data is None else data
         backbone = sd["backbone"]
         if model is None:
             if not backbone.get("rebuildable", True):
                 raise CheckpointError(
-                    f"The checkpoint at {path} trained your own module {backbone['name']!r}, which cannot be rebuilt "
+                    f"The checkpoint {sd['source']!r} trained your own module {backbone['name']!r}, which cannot be rebuilt "
                     "by name: pass it, wb.Session.load(path, model=wb.Model.from_module(...)).")
             model = load_backbone(backbone["name"], backbone["num_classes"], pretrained=False, **backbone["options"])
         config = state.check_state(sd, model, data).config

@@ -1,37 +1,37 @@
 """`session.to_script(path)`: the session's fine-tuning as a script for `accelerate launch`.
 
-The script is short and self-contained: a docstring with the launch lines, the recipe as JSON (how
-to build the data and the backbone, the settings and freeze plan, the steps), and a call into
-workbench's own core (`workbench.train.launch.run_recipe`), so the training code is the Session's,
-not a second copy. Data built in memory is saved beside it (texts as CSV, images as NPZ); with
-weights="current" the session's weights are saved beside it as the starting point.
+The script is short and self-contained: comment lines with the launch commands, a fixed docstring,
+the recipe as a Python literal (how to build the data and the backbone, the settings and freeze
+plan, the steps), and a call into workbench's own core (`workbench.train.launch.run_recipe`), so the
+training code is the Session's, not a second copy. Data built in memory is saved beside it (texts
+as CSV, images as NPZ); with weights="current" the session's weights are saved beside it as the
+starting point. User strings (run, model, data and file names) appear only in comment lines with
+their line breaks removed and as literals, and the text is parsed back before it is written
+(codegen.check_tree); it never overwrites a file it did not write.
 """
 
 from __future__ import annotations
 
+import ast
 import datetime
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from .state import freeze_spec_to_json
 
-TEMPLATE = '''#!/usr/bin/env python
-"""{title}
+MARK = "# Written by workbench's session.to_script()"  # its second line: a file workbench may overwrite
+HEADER = """#!/usr/bin/env python
+{mark} on {date}.
+{notes}
+"""
+TEMPLATE = '''"""A fine-tuning run written by workbench (session.to_script()), for Hugging Face Accelerate.
 
-Written by workbench on {date} from the session {name!r}. It runs that fine-tuning with Hugging Face
-Accelerate, through workbench's own training loop: every process takes its share of each batch,
-gradients are averaged (PyTorch DDP), the main process writes the run folder.
-
-Launch it (in a workbench checkout, `./run launch {file} [options]` does the same):
-  one process (CPU or one GPU):  python {file} --out runs/{stem}
-  one machine with 4 GPUs:       accelerate launch --multi_gpu --num_processes 4 {file} --out runs/{stem}
-  2 machines with 8 GPUs each:   accelerate launch --multi_gpu --num_machines 2 --num_processes 16 \\
-                                   --machine_rank 0 --main_process_ip 10.0.0.1 --main_process_port 29500 \\
-                                   {file} --out runs/{stem}      (--machine_rank 1 on the other machine)
-  2 CPU processes (gloo):        ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 {file} --out runs/{stem}
-                                   (accelerate's own --cpu flag starts a single process)
+It runs through workbench's own training loop: every process takes its share of each batch,
+gradients are averaged (PyTorch DDP), the main process writes the run folder. What it trains is
+RECIPE below: the data, the backbone, the settings, the freeze plans and the epochs. The comment
+lines above say how to launch it.
 
 Batch size and learning rate: every global batch holds {batch} samples, as in the notebook, split
 across the N processes ({batch}/N each), so each step and its learning rate are the notebook's and
@@ -39,20 +39,20 @@ more processes make the same epochs faster. --batch-per-process B gives each pro
 instead (a global batch of B x N) and scales a set LR by B x N / {batch} (the linear scaling rule of
 Goyal et al. 2017; --no-lr-scaling keeps it). run.json in the run folder records what was used.
 
-Follow it from a notebook: wb.follow("runs/{stem}"); open the result: wb.Session.load("runs/{stem}").
 A killed run continues from its last checkpoint with --resume.
 """
 
 import argparse
-import json
 
 from workbench.train.launch import run_recipe
 
-RECIPE = json.loads(r"""{recipe}""")
+TITLE = __TITLE__
+OUT = __OUT__
+RECIPE = __RECIPE__
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/{stem}", help="the run folder (metrics.jsonl, checkpoint/)")
+    parser = argparse.ArgumentParser(description=TITLE)
+    parser.add_argument("--out", default=OUT, help="the run folder (metrics.jsonl, checkpoint/)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     parser.add_argument("--checkpoint-every", type=int, default=1, help="save a checkpoint every N epochs")
     parser.add_argument("--batch-per-process", type=int, default=None, help="samples per process and step")
@@ -63,27 +63,91 @@ if __name__ == "__main__":
                log_shards=args.log_shards, batch_per_process=args.batch_per_process,
                scale_lr=not args.no_lr_scaling)
 '''
+LAUNCH = """{title} From the session {name}.
+
+Launch it (in a workbench checkout, `./run launch {file} [options]` does the same):
+  one process (CPU or one GPU):  python {file} --out {out}
+  one machine with 4 GPUs:       accelerate launch --multi_gpu --num_processes 4 {file} --out {out}
+  2 machines with 8 GPUs each:   accelerate launch --multi_gpu --num_machines 2 --num_processes 16 \\
+                                   --machine_rank 0 --main_process_ip 10.0.0.1 --main_process_port 29500 \\
+                                   {file} --out {out}      (--machine_rank 1 on the other machine)
+  2 CPU processes (gloo):        ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 {file} --out {out}
+                                   (accelerate's own --cpu flag starts a single process)
+Follow it from a notebook: wb.follow({out_py}); open the result: wb.Session.load({out_py})."""
 
 
-def _data_spec(data, folder: Path, stem: str) -> dict[str, Any]:
-    """How the script gets the data: its recipe, or a file saved beside the script."""
+def render_script(title: str, name: Any, file: str, out: str, batch: int, recipe: dict[str, Any]) -> str:
+    """The script's text: user strings only in comment lines (line breaks removed) and as literals
+    (TITLE, OUT, RECIPE); parsed back, it must be the template's statements with those literals."""
+    import pprint
+    import shlex
+
+    from .codegen import call_names, check_tree, comment, literal, plain
+
+    values = {"__TITLE__": title, "__OUT__": out, "__RECIPE__": plain(recipe, "the script's recipe")}
+    notes = LAUNCH.format(title=title, name=repr(name), file=shlex.quote(file), out=shlex.quote(out), out_py=repr(out))
+    header = HEADER.format(mark=MARK, date=datetime.date.today().isoformat(),
+                           notes="\n".join(f"# {comment(line)}".rstrip() for line in notes.splitlines()))
+    body = TEMPLATE.format(batch=int(batch))
+
+    class Fill(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            return literal(values[node.id]) if node.id in values else node
+
+    expected = Fill().visit(ast.parse(body))
+    for key, value in values.items():
+        body = body.replace(key, pprint.pformat(value, width=110, sort_dicts=False), 1)
+    text = header + body
+    check_tree(text, expected.body, call_names(expected), "script (session.to_script())")
+    return text
+
+
+def _data_spec(data, stem: str) -> tuple[dict[str, Any], Callable[[Path], None] | None]:
+    """How the script gets the data: its recipe, or a file saved beside the script (and what writes it)."""
     if getattr(data, "recipe", None):
-        return {"calls": data.recipe, "name": data.name}
+        return {"calls": data.recipe, "name": data.name}, None
+    spec = {"kind": data.kind, "classes": list(data.classes), "name": data.name}
     if data.kind == "text":
-        import pandas as pd
+        def write_csv(path: Path) -> None:  # every cell quoted; launch.build_data reads every cell as text
+            import csv
 
-        rows = [(t, data.classes[y], side) for side, split in (("train", data.train), ("valid", data.valid))
-                for t, y in zip(split.texts, split.labels)]
-        pd.DataFrame(rows, columns=["text", "label", "split"]).to_csv(folder / f"{stem}_data.csv", index=False)
-        return {"file": f"{stem}_data.csv", "kind": "text", "classes": list(data.classes), "name": data.name}
+            with path.open("w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh, quoting=csv.QUOTE_ALL)
+                writer.writerow(["text", "label", "split"])
+                for side, split in (("train", data.train), ("valid", data.valid)):
+                    writer.writerows((t, data.classes[y], side) for t, y in zip(split.texts, split.labels))
+
+        return {"file": f"{stem}_data.csv", **spec}, write_csv
     import numpy as np
 
     if data.train.images is None or data.valid.images is None:
         raise ConfigError("This data reads image files it has no recipe for; build it with Data.from_folder(...) "
                           "or pass data='path/to/folder' to to_script.")
-    np.savez_compressed(folder / f"{stem}_data.npz", train_images=data.train.images, train_labels=data.train.labels,
-                        valid_images=data.valid.images, valid_labels=data.valid.labels)
-    return {"file": f"{stem}_data.npz", "kind": "image", "classes": list(data.classes), "name": data.name}
+
+    def write_npz(path: Path) -> None:
+        np.savez_compressed(path, train_images=data.train.images, train_labels=data.train.labels,
+                            valid_images=data.valid.images, valid_labels=data.valid.labels)
+
+    return {"file": f"{stem}_data.npz", **spec}, write_npz
+
+
+def _check_overwrite(path: Path, companions: list[Path]) -> None:
+    """to_script replaces only its own files: a script that starts with its mark, and the data and
+    weights files beside a script it wrote. ConfigError naming the file otherwise."""
+    ours = False
+    if path.exists():
+        try:
+            with path.open(encoding="utf-8", errors="replace") as fh:
+                ours = path.is_file() and [fh.readline() for _ in range(2)][1].startswith(MARK)
+        except OSError:
+            ours = False
+        if not ours:
+            raise ConfigError(f"{str(path)!r} exists and is not a script workbench wrote; to_script never overwrites "
+                              "your files. Choose another path, or move that file first.")
+    for f in companions:
+        if f.exists() and not ours:
+            raise ConfigError(f"{str(f)!r} exists and does not belong to a script workbench wrote at {str(path)!r}; "
+                              "to_script never overwrites your files. Choose another script name, or move that file.")
 
 
 def write_script(session, path, *, data=None, weights: str = "start", epochs: int | None = None) -> Path:
@@ -94,8 +158,11 @@ def write_script(session, path, *, data=None, weights: str = "start", epochs: in
     weights: "start" replays the session from its start (the backbone's own weights, the recorded
     freeze plans, settings and epochs); "current" starts from the session's weights now and trains
     `epochs` more epochs (default: the planned epochs) with its current plan and settings.
+    It overwrites only files it wrote itself (_check_overwrite).
     """
     import workbench as wb
+
+    from .recording import check_recording, steps
 
     path = Path(path).expanduser()
     if path.suffix != ".py":
@@ -113,30 +180,34 @@ def write_script(session, path, *, data=None, weights: str = "start", epochs: in
         raise ConfigError(f"The data's classes {list(data.classes)[:5]}... differ from the session's "
                           f"{list(session.data.classes)[:5]}...; the script trains the same head.")
     folder, stem = path.parent, path.stem
-    folder.mkdir(parents=True, exist_ok=True)
-    start = session.recording[0]
-    recipe: dict[str, Any] = {"name": session.name, "data": _data_spec(data, folder, stem), "model": session.model.recipe}
+    start = check_recording(session.recording, "this session")[0]
+    spec, write_data = _data_spec(data, stem)
+    recipe: dict[str, Any] = {"name": session.name, "data": spec, "model": session.model.recipe}
     if weights == "start":
         recipe["freeze"], recipe["settings"] = start["freeze"], dict(start["settings"])
-        recipe["steps"] = [s for s in session.recording[1:] if s["op"] in ("freeze", "configure", "fit", "fit_head")]
+        recipe["steps"] = steps(session.recording, ("freeze", "configure", "fit", "fit_head"))
         if not any(s["op"] == "fit" for s in recipe["steps"]) or epochs is not None:
             recipe["steps"].append({"op": "fit", "epochs": epochs or session.config.epochs})
     else:
-        from safetensors.torch import save_file
-
-        from .checkpoint import _contiguous
-
-        save_file(_contiguous(session.model.module.state_dict()), str(folder / f"{stem}_weights.safetensors"))
         recipe["weights"] = f"{stem}_weights.safetensors"
         recipe["freeze"] = freeze_spec_to_json(session.freeze_spec)
         recipe["settings"] = {k: v for k, v in session.config.to_dict().items() if k != "device"}
         recipe["steps"] = [{"op": "fit", "epochs": epochs or session.config.epochs}]
     recipe["settings"].pop("device", None)  # each process runs on the device Accelerate gives it
-    text = TEMPLATE.format(
-        title=f"Fine-tune {session.model.name} on {data.name} with Accelerate.", date=datetime.date.today().isoformat(),
-        name=session.name, file=path.name, stem=stem, batch=recipe["settings"].get("batch_size", session.config.batch_size),
-        recipe=json.dumps(recipe, indent=1).replace('"""', '\\"\\"\\"'),
-    )
-    path.write_text(text)
+    batch = recipe["settings"].get("batch_size", session.config.batch_size)
+    text = render_script(f"Fine-tune {session.model.name} on {data.name} with Accelerate.", session.name, path.name,
+                         f"runs/{stem}", batch, recipe)
+    companions = [folder / f for f in (spec.get("file"), recipe.get("weights")) if f]
+    _check_overwrite(path, companions)
+    folder.mkdir(parents=True, exist_ok=True)
+    if write_data is not None:
+        write_data(folder / spec["file"])
+    if weights == "current":
+        from safetensors.torch import save_file
+
+        from .checkpoint import _contiguous
+
+        save_file(_contiguous(session.model.module.state_dict()), str(folder / recipe["weights"]))
+    path.write_text(text, encoding="utf-8")
     path.chmod(0o755)
     return path

@@ -17,6 +17,7 @@ import torch
 from ..errors import CheckpointError, WorkbenchError
 from .config import TrainConfig
 from .freezing import FreezeSpec, trainable_blocks
+from .recording import check_recording
 from .records import EpochResult, Predictions
 
 STATE_FORMAT = 2
@@ -28,8 +29,8 @@ PREDICTION_ARRAYS = ("logits", "labels", "losses", "ids")
 def freeze_spec_to_json(spec: Any) -> Any:
     """"head" / "full" / [names] stay as they are; a FreezeSpec becomes a dict."""
     if isinstance(spec, FreezeSpec):
-        return {"kind": spec.kind, "n": spec.n, "every": spec.every, "start": spec.start}
-    return spec if isinstance(spec, str) else list(spec)
+        return {"kind": str(spec.kind), "n": int(spec.n), "every": int(spec.every), "start": int(spec.start)}
+    return str(spec) if isinstance(spec, str) else [str(name) for name in spec]  # numpy strings as plain ones
 
 
 def freeze_spec_from_json(value: Any) -> Any:
@@ -97,7 +98,19 @@ class CheckedState:
 
 def check_state(sd: Any, model, data) -> CheckedState:
     """Validate a whole state dict (schema, classes, shapes, optimizer groups) before anything is
-    built from it: CheckpointError naming the first problem."""
+    built from it: CheckpointError naming the first problem (and the checkpoint's folder, for a
+    state read by checkpoint.load: its "source")."""
+    source = sd.get("source") if isinstance(sd, dict) and isinstance(sd.get("source"), str) else None
+    try:
+        return _check_state(sd, model, data, source)
+    except CheckpointError as exc:
+        if source is None or source in str(exc):
+            raise
+        message = str(exc)
+        raise CheckpointError(f"The checkpoint {source!r} does not fit: {message[:1].lower()}{message[1:]}") from exc
+
+
+def _check_state(sd: Any, model, data, source: str | None) -> CheckedState:
     if not isinstance(sd, dict):
         raise CheckpointError(f"A session state must be a dict (from session.state_dict()), got {type(sd).__name__}.")
     missing = [k for k in KEYS if k not in sd]
@@ -109,8 +122,9 @@ def check_state(sd: Any, model, data) -> CheckedState:
     backbone, saved_data = _dict(sd, "backbone"), _dict(sd, "data")
     if backbone.get("name") != model.name or backbone.get("num_classes") != model.num_classes:
         raise CheckpointError(
-            f"This state is from backbone {backbone.get('name')!r} with {backbone.get('num_classes')} classes, but the "
-            f"session trains {model.name!r} with {model.num_classes}. Use wb.Session.load(path) to rebuild its own session."
+            f"It is from backbone {backbone.get('name')!r} with {backbone.get('num_classes')} classes, but the "
+            f"session trains {model.name!r} with {model.num_classes}. Load it into a session of that backbone, or "
+            "rebuild its own session: wb.Session.load(path) (without model=)."
         )
     if list(saved_data.get("classes", [])) != list(data.classes):
         raise CheckpointError(
@@ -140,7 +154,7 @@ def check_state(sd: Any, model, data) -> CheckedState:
         trainable=trainable, pending=pending, history=history,
         predictions=predictions_from_dict(sd["predictions"], n, k, "predictions"),
         previous_predictions=predictions_from_dict(sd["previous_predictions"], n, k, "previous predictions"), best=best,
-        recording=_parse(lambda: [dict(e) for e in sd["recording"]], "recording of changes"),
+        recording=check_recording(sd["recording"], source or "the session state"),
     )
 
 
@@ -168,8 +182,10 @@ def _check_weights(weights: Any, model, what: str) -> dict[str, torch.Tensor]:
     missing = [k for k in own if k not in weights]
     if bad or missing:
         raise CheckpointError(
-            f"The saved {what} do not fit this model ({len(bad)} mismatched and {len(missing)} missing tensors, "
-            f"e.g. {(bad + missing)[:2]}); was it saved with other backbone options (image size, head)?"
+            f"The saved {what} do not fit this model, {model.name!r} ({len(bad)} mismatched and {len(missing)} missing "
+            f"tensors, e.g. {(bad + missing)[:2]}): they were trained with another backbone or other options (image size, "
+            "head) than the ones named (was session.json edited?). Use the checkpoint as saved, or pass model= built as "
+            "it was trained."
         )
     return weights
 
