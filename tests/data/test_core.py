@@ -48,7 +48,8 @@ def test_rgb_arrays_give_rgb_items_and_ids_are_row_positions() -> None:
     assert img.mode == "RGB" and img.size == (7, 5)
     row = int(data.sample_id(1))
     assert np.array_equal(np.asarray(img), x[row])
-    assert data.item(-1, "train") == Image.fromarray(x[int(data.sample_id(-1, "train"))])
+    last = len(data.train) - 1
+    assert data.item(last, "train") == Image.fromarray(x[int(data.sample_id(last, "train"))])
 
 
 def test_float_images_with_integer_values_are_converted() -> None:

@@ -53,9 +53,9 @@ class Split:
 
     def _index(self, i: Any) -> int:
         n = len(self)
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or not -n <= i < n:
-            raise DataError(f"index {i!r} is out of range for a split of {n} samples. Use 0..{n - 1}.")
-        return int(i) % n
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or not 0 <= i < n:
+            raise DataError(f"index {i!r} is out of range for a split of {n} samples. Use 0..{n - 1} (a whole number).")
+        return int(i)
 
     def item(self, i: int) -> Image.Image | str:
         """The raw thing a person looks at: a PIL image ('L' or 'RGB') or the text."""
