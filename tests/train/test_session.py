@@ -152,6 +152,28 @@ def test_pause_holds_training_until_resume(digits) -> None:
     assert len(batches) == s.history[0].num_batches and not s.paused
 
 
+def test_a_pause_is_not_training_time(digits) -> None:
+    """A 1.5 s pause inside an epoch leaves the epoch's time, its speed and the batch ETA as they would be
+    without it (a 30 s pause made a 24 s epoch read 54 s, in the history and in Compare)."""
+    s = wb.Session(digits, tiny_cnn(), optimizer="sgd", lr=0.05, batch_size=8, freeze="head")
+    s.events.batch_interval_s = 0.0
+    rates = []
+
+    def pause_once(b) -> None:
+        rates.append(b.samples_per_s)
+        if b.batch == 1:
+            s.pause()
+            threading.Timer(1.5, s.resume).start()
+
+    s.on("batch_end", pause_once)
+    started = time.perf_counter()
+    r = s.step()
+    wall = time.perf_counter() - started
+    assert wall >= 1.5 and r.epoch_time_s <= wall - 1.4, (wall, r.epoch_time_s)
+    trained_for = r.batches * 8 / r.samples_per_s  # the speed's own clock: training time only
+    assert trained_for <= r.epoch_time_s and min(rates[1:]) >= 8 / (r.epoch_time_s + 0.1)
+
+
 def test_pause_with_nothing_running_does_not_hold_the_next_fit(digits) -> None:
     s = wb.Session(digits, tiny_cnn(), optimizer="sgd", lr=0.05, batch_size=32, freeze="full")
     s.pause()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 from ..errors import ConfigError
@@ -96,6 +97,16 @@ class RunControl:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+
+    def wait_while_paused(self) -> float:
+        """Called by the loop between batches: block while paused (until resume() or stop()); returns
+        the seconds held, which the epoch's time and speed leave out."""
+        if self.go.is_set():
+            return 0.0
+        start = time.perf_counter()
+        while not self.go.is_set() and not self.stop_flag.is_set():
+            self.go.wait(0.05)
+        return time.perf_counter() - start
 
     def pause(self) -> None:
         """Hold a running loop between batches. With nothing running it does nothing, so a later

@@ -87,7 +87,8 @@ class EpochMixin:
             valid_macro_f1=valid[2] if valid else None,
             lrs={g["name"]: g["lr"] for g in self.optimizer.param_groups},
             trainable=trainable, fast_path=fast, path_reason=why,
-            epoch_time_s=time.perf_counter() - started, samples_per_s=outcome.samples / max(outcome.seconds, 1e-9),
+            epoch_time_s=time.perf_counter() - started - outcome.paused_s,  # a pause is not training time
+            samples_per_s=outcome.samples / max(outcome.seconds, 1e-9),
             batches=outcome.batches, num_batches=len(plan.batches), stopped=outcome.stopped,
             batch_losses=tuple(outcome.batch_losses), batch_lrs=tuple(outcome.batch_lrs),
         )

@@ -58,6 +58,7 @@ class EpochOutcome:
     batch_lrs: list[float] = field(default_factory=list)
     stopped: str | None = None
     error: BaseException | None = None  # the fault that ended the epoch, if any
+    paused_s: float = 0.0  # time held by pause(): not training time
 
 
 def rows_of(t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -95,8 +96,7 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
     b = 0
     try:
         for b, idx in enumerate(plan.batches):
-            while not control.go.is_set() and not control.stop_flag.is_set():  # paused: wait between batches
-                control.go.wait(0.05)
+            out.paused_s += control.wait_while_paused()  # paused: wait between batches (not counted as time)
             if control.stop_flag.is_set() or b == control.stop_after:
                 out.stopped = f"{control.stop_reason} after batch {b}/{n_batches}"
                 break
@@ -122,7 +122,7 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
             if events.batch_due(last=b + 1 == n_batches):
                 if guard is not None and guard.tripped():  # a host sync, at most ~5 per second
                     break
-                _emit_batch_end(plan, events, float(losses[-1]), b + 1, start)
+                _emit_batch_end(plan, events, float(losses[-1]), b + 1, start + out.paused_s)
         if guard is not None and not guard.fired:
             guard.tripped()  # the end-of-epoch check
     except KeyboardInterrupt:  # the notebook's Interrupt button: stop here, like stop()
@@ -141,7 +141,7 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
         done = guard.first_bad(values)
         out.stopped = f"non-finite loss at batch {done + 1}/{n_batches}"
         del out.batch_lrs[done:]
-    out.seconds = time.perf_counter() - start
+    out.seconds = time.perf_counter() - start - out.paused_s
     sizes = [len(i) for i in plan.batches[:done]]
     out.batches, out.samples = done, sum(sizes)
     if done:
