@@ -59,13 +59,16 @@ class RunControl:
             self.release()
 
     @contextlib.contextmanager
-    def unless_busy(self) -> Iterator[bool]:
+    def unless_busy(self, what: str = "applying a change") -> Iterator[bool]:
         """True with the session held (apply a change now); False while something runs (queue it)."""
         free = self._lock.acquire(blocking=False)
+        if free:
+            self.holder, self._owner = what, threading.current_thread()
         try:
             yield free
         finally:
             if free:
+                self.holder, self._owner = "", None
                 self._lock.release()
 
     def stop(self, reason: str = "stopped by user") -> None:

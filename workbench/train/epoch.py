@@ -106,8 +106,7 @@ class EpochMixin:
         for g in self.optimizer.param_groups:  # the base LRs follow the settings and the path, every epoch
             g["base_lr"] = lrs[g["name"]]
         schedule = auto_schedule(c, fast)
-        # an automatic one-cycle runs over the current stretch of head-only epochs (its own clock)
-        first_step = self._head_phase_steps() if fast and c.schedule.name == "auto" else self.global_step
+        first_step = self._schedule_steps(fast, c)  # steps since the schedule (re)started: lr_plan.py
         weights = None
         if c.sampler == "balanced":
             counts = np.bincount(train.labels, minlength=self.data.num_classes).astype(np.float64)
@@ -142,6 +141,7 @@ class EpochMixin:
             deferred=self._deferred_reads() and (dist is None or not dist.active),
             finite=dist.all_finite if dist is not None and dist.active else None,
             precondition=precondition,
+            lr_group=self._head_group(),
         )
 
     def _head_preconditioner(self, features: torch.Tensor) -> HeadPreconditioner | None:
@@ -152,6 +152,10 @@ class EpochMixin:
         if self._preconditioner is None or not self._preconditioner.fresh_for(self.model.head, features):
             self._preconditioner = HeadPreconditioner.for_head(self.model.head, features)
         return self._preconditioner
+
+    def _head_group(self) -> int:
+        """The head's param group (the LR the history records per batch); the last group if it has none."""
+        return next((i for i, g in enumerate(self.optimizer.param_groups) if g["name"] == self._head_name()), -1)
 
     def _untouched(self, trainable: list[str], saved: dict[str, tuple[float, float]]) -> None:
         """An epoch that took no step gives back what its start changed: the blocks a progressive
@@ -179,15 +183,6 @@ class EpochMixin:
         with torch.random.fork_rng(devices=self.placement.rng_devices()):  # the epoch's draws stay its own
             self.placement.amp_measured[key] = measure_autocast(step, self.device, list(self.model.module.buffers()),
                                                                 params)
-
-    def _head_phase_steps(self) -> int:
-        """Steps taken in the epochs since training last went through the body (head-only ones)."""
-        steps = 0
-        for r in reversed(self.history):
-            if not r.fast_path:
-                break
-            steps += r.batches
-        return steps
 
     def _deferred_reads(self) -> bool:
         """Read losses on the host once per logging interval instead of every batch: on CUDA,
@@ -230,12 +225,13 @@ class EpochMixin:
     def _head_name(self) -> str:
         return self.model.block_names[-1]
 
-    def path(self, config=None) -> tuple[bool, str]:
-        """Whether the next epoch trains on cached features (the fast path), and why (not)."""
+    def path(self, config=None, trainable: list[str] | None = None) -> tuple[bool, str]:
+        """Whether the next epoch trains on cached features (the fast path), and why (not); for other
+        settings or trainable blocks when given."""
         c = config or self.config
         if not c.fast_path:
             return False, "fast path turned off (fast_path=False)"
-        body_trainable = [n for n in self.trainable if n != self._head_name()]
+        body_trainable = [n for n in (self.trainable if trainable is None else trainable) if n != self._head_name()]
         if body_trainable:
             return False, f"{len(body_trainable)} block(s) below the head train"
         if self.model.kind == "image" and c.augment.active:
@@ -364,7 +360,7 @@ class EpochMixin:
                 fast_path=True, path_reason=(f"exact head fit: logistic regression by L-BFGS, {fit.iterations} "
                                              f"iterations, C={fit.C:g}" + (f" by 3-fold CV on train ({cv})" if cv else "")),
                 epoch_time_s=time.perf_counter() - started, samples_per_s=len(y) / max(time.perf_counter() - started, 1e-9),
-                batches=1, num_batches=1, batch_losses=(fit.loss,), batch_lrs=(self.optimizer.param_groups[-1]["lr"],),
+                batches=1, num_batches=1, batch_losses=(fit.loss,), batch_lrs=(self.optimizer.param_groups[self._head_group()]["lr"],),
             )
             self.history.append(result)
             self._record("fit_head", C=jsonable(C))

@@ -45,6 +45,7 @@ class EpochPlan:
     finite: Callable[[torch.Tensor], bool] | None = None
     # turns the gradients into the step's direction between backward and step (precondition.py)
     precondition: Callable[[], None] | None = None
+    lr_group: int = -1  # the param group whose LR the history records per batch (the head's)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
             if len(pending) == ARGMAX_CHUNK:
                 predicted.append(torch.cat(pending).argmax(1))
                 pending.clear()
-            out.batch_lrs.append(plan.optimizer.param_groups[-1]["lr"])
+            out.batch_lrs.append(plan.optimizer.param_groups[plan.lr_group]["lr"])
             if events.batch_due(last=b + 1 == n_batches):
                 if guard is not None and guard.tripped():  # a host sync, at most ~5 per second
                     break

@@ -98,6 +98,7 @@ class StateMixin:
             "previous_predictions": state.predictions_to_dict(self.previous_predictions),
             "early_stopping": self.early_stopping.to_dict(),
             "recording": copy.deepcopy(self.recording),
+            "schedule": {"start_step": self._schedule_start},  # where the LR schedule (re)started: lr_plan.py
             "rng": {"seeding": "per epoch: torch seed*1000003+epoch, batch order seed*7919+epoch"},
         }
 
@@ -126,6 +127,7 @@ class StateMixin:
             self.predictions, self.previous_predictions = checked.predictions, checked.previous_predictions
             self.early_stopping = EarlyStopping(checked.best)
             self.recording = copy.deepcopy(checked.recording)
+            self._schedule_start = checked.schedule_start
             if isinstance(sd.get("name"), str):
                 self.name = sd["name"]
             self._body_version += 1  # the cached features were computed from other weights

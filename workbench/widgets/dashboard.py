@@ -399,7 +399,7 @@ class TrainingDashboard(W.VBox):
         pending = " · changes queued for the next epoch" if s.has_pending_changes else ""
         self.decisions.value = (
             f'<div class="wb-muted">next epoch: <b>{"cached features" if fast else "full forward"}</b> ({esc(why)}) · '
-            f"LR {esc(s._describe_lr())} · schedule {esc(s._describe_schedule())} · "
+            f"{esc(s.next_epoch_lr().words())} · "  # the LR that runs (lr_plan.py), not the setting
             + ("preconditioned head · " if fast and s.preconditions_head() else "")
             + f"{len(s.trainable)} of {len(s.model.blocks)} blocks train{esc(pending)}</div>")
         self.fit_head_button.disabled = self.training or s.running
