@@ -22,8 +22,8 @@ from ..validate import jsonable
 from . import freezing, guards
 from .cache import compute_features
 from .config import auto_lr, auto_schedule, preconditions_head
-from .events import EpochStart, ErrorEvent, EvalEnd
-from .loop import EpochPlan, evaluate, rows_of, train_batch, train_epoch
+from .events import EpochStart, ErrorEvent, EvalEnd, EventBus
+from .loop import EpochOutcome, EpochPlan, evaluate, rows_of, train_batch, train_epoch
 from .optim import skips_on_device
 from .precondition import HeadPreconditioner
 from .records import EpochResult, Predictions, macro_f1
@@ -52,9 +52,14 @@ class EpochMixin:
                 self.events.emit("epoch_start", EpochStart(epoch, trainable, fast, why, len(plan.batches)))
                 self._set_train_mode(fast)
                 snapshot = guards.changeable_state(self.model, fast)
+                opt_state = guards.optimizer_state(self.optimizer)
                 outcome = train_epoch(plan, self.events, self.control)
                 if self._dist is not None:
                     self._dist.combine(outcome)
+                trained = self.model.head if fast else self.model.module
+                if outcome.batches and (self._dist is None or not self._dist.active) and \
+                        not guards.weights_finite(self.optimizer, trained):
+                    outcome = self._to_last_good_step(epoch, fast, criterion, snapshot, opt_state, outcome)
         except KeyboardInterrupt:
             self._untouched(before, group_lrs)
             return None  # before the first step: the weights and the history are as they were
@@ -62,8 +67,9 @@ class EpochMixin:
             self._untouched(before, group_lrs)
             raise self._fault(guards.describe_fault(exc, phase, epoch), exc, phase, epoch) from exc
         if outcome.batches and not guards.weights_finite(self.optimizer, self.model.head if fast else self.model.module):
-            with torch.no_grad():
+            with torch.no_grad():  # a distributed run (no re-run there): back to the epoch's start
                 self.model.module.load_state_dict(snapshot, strict=False)  # nothing usable is lost
+            self.optimizer.load_state_dict(opt_state)
             outcome.stopped = "weights became non-finite during the epoch; rolled back to its start"
             outcome.batches = 0
         if outcome.batches == 0 and outcome.stopped is not None:
@@ -152,6 +158,24 @@ class EpochMixin:
         if self._preconditioner is None or not self._preconditioner.fresh_for(self.model.head, features):
             self._preconditioner = HeadPreconditioner.for_head(self.model.head, features)
         return self._preconditioner
+
+    def _to_last_good_step(self, epoch: int, fast: bool, criterion, snapshot, opt_state, first) -> EpochOutcome:
+        """The epoch left the weights non-finite (an update overflowed before any loss did). Go back to
+        its start (weights, BatchNorm statistics, optimizer state) and run it again, seeded as before, with
+        a StepGuard that stops before the step that broke them: the epoch then keeps its good steps, as
+        a stopped epoch. Costs a copy per step, so only this rare path pays it."""
+        with torch.no_grad():
+            self.model.module.load_state_dict(snapshot, strict=False)
+        self.optimizer.load_state_dict(opt_state)
+        c = self.config
+        self.placement.seed(c.seed * 1_000_003 + epoch)  # the same draws as the first run
+        plan = self._plan(epoch, fast, criterion, torch.Generator().manual_seed(c.seed * 7919 + epoch))
+        plan.deferred = False  # eager: every step is checked on the host
+        plan.step_guard = guards.StepGuard(self.optimizer, self.model.head if fast else self.model.module)
+        self._set_train_mode(fast)
+        again = train_epoch(plan, EventBus(), self.control)  # quiet: the views saw the first run's batches
+        again.paused_s += first.paused_s
+        return again
 
     def _head_group(self) -> int:
         """The head's param group (the LR the history records per batch); the last group if it has none."""

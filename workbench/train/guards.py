@@ -7,6 +7,8 @@ says which weights the model kept, and gives the fix.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..errors import DataError, TrainingError
@@ -23,6 +25,35 @@ def changeable_state(model: Model, fast: bool) -> dict[str, torch.Tensor]:
     trainable = {n for b in model.blocks if b.trainable for n in b.parameter_names}
     params = {n for n, _ in model.module.named_parameters()}
     return {k: v.detach().clone() for k, v in model.module.state_dict().items() if k in trainable or k not in params}
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """A copy of the optimizer's state (moments, step counts, LRs) that later steps do not change."""
+    return copy.deepcopy(optimizer.state_dict())
+
+
+class StepGuard:
+    """Takes back an optimizer step that left the weights non-finite (an LR so high that the update
+    overflows while the loss that produced it was finite). It copies what a step changes before each
+    step, so it costs a copy of the weights and the optimizer state per step: the Session uses it only
+    to re-run an epoch whose weights ended non-finite, to find and keep the last good step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module) -> None:
+        self.optimizer, self.module = optimizer, module
+        self._weights: dict[str, torch.Tensor] = {}
+        self._state: dict = {}
+
+    def save(self) -> None:
+        self._weights = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        self._state = optimizer_state(self.optimizer)
+
+    def finite(self) -> bool:
+        return weights_finite(self.optimizer, self.module)
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            self.module.load_state_dict(self._weights)
+        self.optimizer.load_state_dict(self._state)
 
 
 def weights_finite(optimizer: torch.optim.Optimizer, module: torch.nn.Module) -> bool:
@@ -75,6 +106,11 @@ def fault_error(reason: str, error: BaseException | None, config: TrainConfig, e
                "report it with this message.")
     elif "rolled back" in reason:
         msg = f"Training stopped: the {reason}. Lower the learning rate, e.g. session.configure(lr={lr / 10:g})."
+    elif reason.startswith("weights became non-finite"):
+        msg = (f"Training stopped: the {reason} of epoch {epoch}: that step's update overflowed, the learning rate "
+               "is too high. The model keeps the weights (and optimizer state) of the last good step, before that "
+               "batch; the steps before it are recorded as a stopped epoch. Lower the learning rate, e.g. "
+               f"session.configure(lr={lr / 10:g}).")
     else:
         msg = (f"Training stopped: {reason} of epoch {epoch}. The weights are those of the last good step (before "
                f"that batch). Lower the learning rate, e.g. session.configure(lr={lr / 10:g}).")

@@ -18,6 +18,7 @@ import torch
 from ..errors import DataError, TrainingError
 from .control import RunControl
 from .events import BatchEnd, EventBus
+from .guards import StepGuard
 
 ARGMAX_CHUNK = 32  # batches whose train predictions are taken in one argmax
 
@@ -45,6 +46,8 @@ class EpochPlan:
     finite: Callable[[torch.Tensor], bool] | None = None
     # turns the gradients into the step's direction between backward and step (precondition.py)
     precondition: Callable[[], None] | None = None
+    # takes back a step that leaves the weights non-finite (guards.StepGuard; a re-run only: it copies per step)
+    step_guard: StepGuard | None = None
     lr_group: int = -1  # the param group whose LR the history records per batch (the head's)
 
 
@@ -104,6 +107,8 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
             set_lrs(plan.optimizer, plan.lr_factor(plan.first_step + b))
             if saved:
                 torch._foreach_copy_(saved, plan.buffers)  # one fused copy (a multi-tensor kernel on CUDA)
+            if plan.step_guard is not None:
+                plan.step_guard.save()
             try:
                 loss, logits = train_batch(plan, idx, labels_of(idx), trainable, guard)
             except Exception as exc:  # the model is still at the last completed step
@@ -113,6 +118,10 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
             if loss is None:  # eager mode: refused before backward
                 _restore(plan.buffers, saved)
                 out.stopped = f"non-finite loss at batch {b + 1}/{n_batches}"
+                break
+            if plan.step_guard is not None and not plan.step_guard.finite():  # this step broke the weights
+                plan.step_guard.restore()
+                out.stopped = f"weights became non-finite at batch {b + 1}/{n_batches}"
                 break
             losses.append(loss.detach())
             pending.append(logits.detach())
