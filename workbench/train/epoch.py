@@ -310,7 +310,7 @@ class EpochMixin:
                 return self.find_lr(start, end, steps, progress=False)
 
         lrs = check_range(start, end, steps)
-        self.control.acquire("finding the learning rate")
+        self.control.acquire("finding the learning rate (find_lr)")
         self._record("find_lr", start=float(start), end=float(end), steps=int(steps))
         weights = {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}
         opt_state = copy.deepcopy(self.optimizer.state_dict())
@@ -361,7 +361,7 @@ class EpochMixin:
             raise ConfigError(f"fit_head needs the head alone on cached features, but the next epoch is a full "
                               f"forward ({why}). Freeze the body first: session.freeze('head').")
         linear = linear_head(self.model.head)
-        self.control.acquire("fitting the head")
+        self.control.acquire("fitting the head (fit_head)")
         started = time.perf_counter()
         try:
             epoch, criterion = self.epoch + 1, self._epoch_criterion()

@@ -54,6 +54,7 @@ class StateMixin:
         several machines, or CPU processes); see workbench.train.script.write_script."""
         from .script import write_script
 
+        self.control.check_idle("write a script")
         return write_script(self, path, **options)
 
     def predict(self, items):
@@ -61,6 +62,7 @@ class StateMixin:
         preprocessing as the valid split (workbench.models.export)."""
         from ..models.export import predict
 
+        self.control.check_idle("predict")  # it would put the training model in eval mode mid-epoch
         return predict(self.model, self.data.classes, items, device=self.device)
 
     def export(self, folder, format: str = "native"):
@@ -75,8 +77,9 @@ class StateMixin:
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs, as plain values and CPU tensors that share nothing with the
         live session: weights, optimizer, schedule position (the history), freeze plan, pending
-        changes, predictions, early-stopping state. RNG state needs no saving: every epoch seeds
+        changes, predictions, early-stopping state, where the LR schedule started. RNG state needs no saving: every epoch seeds
         itself from (seed, epoch)."""
+        self.control.check_idle("take a state_dict()")  # mid-epoch weights would not match the history
         m, d = self.model, self.data
         pending = {k: (state.freeze_spec_to_json(v) if k == "freeze" else dict(v)) for k, v in self._pending.items()}
         return {

@@ -144,9 +144,10 @@ class Session(EpochMixin, StateMixin, LrPlanMixin):
         that will train in the next epoch.
         """
         trainable = freezing.trainable_blocks(self.model, spec, epoch=self.epoch)
-        with self.control.unless_busy() as free:
+        with self._pending_lock, self.control.unless_busy("changing the freeze plan") as free:
             if free:
                 self._freeze_spec = spec
+                self._pending.pop("freeze", None)  # a plan queued earlier is replaced by this one
                 self._sync_freeze(trainable)
                 self._record("freeze", spec=state.freeze_spec_to_json(spec))
             else:
@@ -202,7 +203,7 @@ class Session(EpochMixin, StateMixin, LrPlanMixin):
                 return self.fit(epochs, progress=False, stop_after=stop_after)
         if stop_after is not None:
             stop_after = integer("stop_after", stop_after, low=0, hint="Batches of the last epoch to train.")
-        self.control.acquire("training")
+        self.control.acquire(f"training (fit({epochs}))")
         first, results, reason = self.epoch, [], "error"
         self._epoch_at_fit = first
         # Denormal floats made CPU epochs 35x slower here (0.6 s -> 22 s for the same epoch).
@@ -279,6 +280,7 @@ class Session(EpochMixin, StateMixin, LrPlanMixin):
         weights: the cached features the fast path trains on (computed once per body state)."""
         if split not in ("train", "valid"):
             raise ConfigError(f"split={split!r} is unknown. Use 'train' or 'valid'.")
+        self.control.check_idle(f"read the {split} features")  # they would put the training model in eval mode
         return self._features(split)
 
     def criterion(self):
@@ -370,7 +372,8 @@ class Session(EpochMixin, StateMixin, LrPlanMixin):
             self.model.set_head_dropout(new.head_dropout)
 
     def _apply_pending(self) -> None:
-        pending, self._pending = self._pending, {}
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
         if "config" in pending:
             self._apply_config(self.config.replace(**pending["config"]))
             self._record("configure", settings=jsonable(pending["config"]))
