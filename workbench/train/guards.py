@@ -68,8 +68,14 @@ def weights_finite(optimizer: torch.optim.Optimizer, module: torch.nn.Module) ->
     return bool(torch.isfinite(torch.stack(bounds)).all()) if bounds else True
 
 
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")  # CUDA, torch's and the OS's words
+
+
 def is_out_of_memory(error: BaseException | None) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or (error is not None and "out of memory" in str(error).lower())
+    """A GPU or host allocation that failed (torch.OutOfMemoryError, MemoryError, the CPU allocator's error)."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return error is not None and any(words in str(error).lower() for words in OUT_OF_MEMORY)
 
 
 PHASES = {"train": "training", "valid": "the validation pass", "cache": "the feature-cache build"}
@@ -93,14 +99,17 @@ def fault_error(reason: str, error: BaseException | None, config: TrainConfig, e
             else "The epoch's training steps are kept (recorded as stopped)." if phase == "valid"
             else "Nothing was trained or changed.")
     if is_out_of_memory(error):
+        smaller_input = ("or smaller inputs: load the backbone with a smaller image_size= (max_length= for texts)")
         if phase == "train":
-            fix = f"Try a smaller batch: session.configure(batch_size={max(2, config.batch_size // 2)})."
+            fix = f"Try a smaller batch: session.configure(batch_size={max(2, config.batch_size // 2)}), {smaller_input}."
         else:
-            fix = (f"Forward-only passes run {eval_batch} samples at a time; try "
-                   f"session.configure(eval_batch_size={max(1, eval_batch // 4)}).")
+            cache = (" The feature cache keeps one vector per sample, so fewer samples need less: "
+                     "data.subset(train=..., valid=...)." if phase == "cache" else "")
+            fix = (f"Forward-only passes run {eval_batch} samples at a time: try a smaller batch, "
+                   f"session.configure(eval_batch_size={max(1, eval_batch // 4)}), {smaller_input}.{cache}")
         msg = f"Ran out of memory ({reason}). {kept} {fix}"
     elif isinstance(error, DataError):
-        msg = f"{reason}. {kept}"
+        msg = f"{reason.rstrip('. ')}. {kept}"
     elif error is not None:
         msg = (f"Training failed: {reason}. {kept} If the cause is not in your data or settings, please "
                "report it with this message.")
