@@ -99,7 +99,7 @@ def fault_error(reason: str, error: BaseException | None, config: TrainConfig, e
             else "The epoch's training steps are kept (recorded as stopped)." if phase == "valid"
             else "Nothing was trained or changed.")
     if is_out_of_memory(error):
-        smaller_input = ("or smaller inputs: load the backbone with a smaller image_size= (max_length= for texts)")
+        smaller_input = "or smaller inputs: load the backbone with a smaller image_size= (max_length= for texts)"
         if phase == "train":
             fix = f"Try a smaller batch: session.configure(batch_size={max(2, config.batch_size // 2)}), {smaller_input}."
         else:
