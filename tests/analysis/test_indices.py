@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import workbench as wb
+from workbench import plots
 from workbench.analysis import ErrorAnalysis
 from workbench.analysis.attribution import Attribution
 from workbench.analysis.compare import Comparison, Run
@@ -50,6 +51,13 @@ def tokens() -> Attribution:
 
 DATA = wb.Data.from_texts([f"text {i}" for i in range(12)], [i % 2 for i in range(12)], valid_fraction=0.5)
 
+
+def on_data() -> ErrorAnalysis:
+    """An analysis of DATA's valid split (for the figures that show its samples)."""
+    y = DATA.valid.labels
+    return ErrorAnalysis.from_predictions(y, np.random.default_rng(2).normal(size=(len(y), 2)), DATA.classes)
+
+
 # what each argument is: a position/id (0..N-1), a class (0..K-1 or a name), a count (>= 1) or a seed (>= 0)
 CALLS = {
     "indices(true=)": ("class", lambda e, v: e.indices(v, 0)),
@@ -71,6 +79,10 @@ CALLS = {
     "data.item(i)": ("item", lambda e, v: DATA.item(v)),
     "data.sample_id(i)": ("item", lambda e, v: DATA.sample_id(v, "train")),
     "attribution.top_tokens(k)": ("count", lambda e, v: tokens().top_tokens(v)),
+    "plots.top_losses_figure(columns=)": ("count", lambda e, v: plots.top_losses_figure(on_data(), DATA, k=2, columns=v)),
+    "plots.confusion_figure(max_classes=)": ("count", lambda e, v: plots.confusion_figure(e, max_classes=v)),
+    "plots.compare_samples_figure(k=)": ("count", lambda e, v: plots.compare_samples_figure(comparison(), k=v)),
+    "plots.compare_curves_figure(smooth=)": ("count", lambda e, v: plots.compare_curves_figure(comparison(), smooth=v)),
 }
 SIZE = {"id": N, "class": K, "run": 2, "item": len(DATA.valid)}
 

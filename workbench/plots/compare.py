@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..validate import integer
 from .core import PlotFigure, _batch_x, _short, _wrap, class_palette, involved_classes, legend_label, literal
 
 PANELS = {
@@ -35,6 +36,7 @@ def compare_curves_figure(comparison, panels: Sequence[str] = ("loss", "accuracy
     panels: any of "loss", "accuracy", "f1", "batch_loss" (every batch's training loss, smoothed
     over `smooth` batches, x in epochs) and "time" (valid accuracy against the seconds spent).
     """
+    smooth = integer("smooth", smooth, low=1, hint="Batches the per-batch loss is averaged over, e.g. 5.")
     unknown = [p for p in panels if p not in PANELS]
     if unknown or not panels:
         raise ValueError(f"Unknown panels {unknown}: choose from {', '.join(PANELS)}.")
@@ -57,7 +59,7 @@ def compare_curves_figure(comparison, panels: Sequence[str] = ("loss", "accuracy
             elif panel == "batch_loss":
                 y = np.concatenate([np.asarray(r.batch_losses, dtype=float) for r in h] or [np.zeros(0)])
                 x = np.concatenate([_batch_x(r.epoch, r.num_batches, len(r.batch_losses)) for r in h] or [np.zeros(0)])
-                n = max(1, min(int(smooth), len(y)))
+                n = max(1, min(smooth, len(y)))
                 if len(y):
                     ax.plot(x[n - 1:], np.convolve(y, np.ones(n) / n, mode="valid"), color=color, lw=1.2, label=label)
             else:
@@ -108,6 +110,7 @@ def compare_confusion_figure(comparison, normalize: bool = False, max_classes: i
     the most confusion summed over the runs)."""
     import seaborn as sns
 
+    max_classes = integer("max_classes", max_classes, low=1, hint="How many classes each matrix shows at most.")
     matrices = comparison.confusion_matrices()
     classes = list(comparison.runs[0].classes)
     keep = list(range(len(classes)))
@@ -137,6 +140,8 @@ def compare_confusion_figure(comparison, normalize: bool = False, max_classes: i
 
 def compare_samples_figure(comparison, a=0, b=1, k: int = 12, columns: int = 6, legend: str = "differs") -> Figure:
     """The samples run `a` gets right and run `b` gets wrong (highest loss under b first)."""
+    k = integer("k", k, low=1, hint="How many samples to show, e.g. 12.")
+    columns = integer("columns", columns, low=1, hint="Samples per row, e.g. 6.")
     ia, ib = comparison.index(a), comparison.index(b)
     ids = comparison.right_wrong(ia, ib)[:k]
     data = comparison.data(ib)

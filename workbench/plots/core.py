@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from ..validate import integer
+
 COLORS = {"train": "#1f77b4", "valid": "#d62728", "f1": "#2ca02c", "batch": "#9ecae1"}
 
 
@@ -206,6 +208,7 @@ def confusion_figure(analysis, normalize: bool = False, max_classes: int = 30, s
     """Seaborn heatmap of the confusion matrix (counts, or each row as shares of its true class)."""
     import seaborn as sns
 
+    max_classes = integer("max_classes", max_classes, low=1, hint="How many classes the matrix shows at most.")
     matrix = analysis.normalized_confusion() if normalize else analysis.confusion_matrix
     classes = list(analysis.classes)
     if len(classes) > max_classes:  # keep the classes in the most confusion
@@ -236,6 +239,7 @@ def involved_classes(confusion: np.ndarray, k: int) -> list[int]:
 
 def top_losses_figure(analysis, data, k: int = 12, columns: int = 6) -> Figure:
     """The k highest-loss validation samples: images with labels, or text snippets."""
+    columns = integer("columns", columns, low=1, hint="Samples per row, e.g. 6.")
     table = analysis.top_losses(k)
     rows = max(1, int(np.ceil(len(table) / columns)))
     fig = PlotFigure(figsize=(columns * 2.0, rows * 2.45), layout="constrained")
@@ -317,6 +321,7 @@ def tokens_html(attribution, max_tokens: int = 200) -> str:
 def attribution_figure(attributions: Sequence, columns: int = 4, size: float = 2.4) -> Figure:
     """Attributions side by side (e.g. true vs predicted): Grad-CAM overlays, or coloured tokens."""
     n = len(attributions)
+    columns = integer("columns", columns, low=1, hint="Attributions per row, e.g. 4.")
     if attributions and attributions[0].kind == "text":
         fig = PlotFigure(figsize=(9, 0.9 + 0.75 * n), layout="constrained")
         ax = fig.subplots()
