@@ -128,7 +128,7 @@ class RunLog:
             raise KeyError(f"unknown record type {kind!r}")
 
     def _report(self, problem: str) -> None:
-        if not self.problems or self.problems[-1] != problem:
+        if problem not in self.problems:  # run.json is read at every refresh: say it once
             self.problems.append(problem)
 
     def _restart(self) -> None:
