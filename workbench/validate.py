@@ -110,3 +110,40 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         return value.tolist()
     return value
+
+
+# ---- positions, ids, counts and classes: what analysis and the widgets' public twins take ---------
+def whole(name: str, value: Any, hint: str = "") -> int:
+    """An int (numpy integers accepted). Never coerced: 2.7, 2.0, True and "2" are refused, since a
+    silent int() would show another sample or class than the one asked for."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be a whole number (an int), got {_describe(value)}. {hint}".rstrip())
+    return int(value)
+
+
+def position(name: str, value: Any, size: int, *, hint: str = "", error: type[Exception] = ConfigError) -> int:
+    """A position 0..size-1 (negatives are refused: positions are what tables and galleries show)."""
+    v = whole(name, value, hint)
+    if not 0 <= v < size:
+        span = f"0..{size - 1}" if size else "none: it is empty"
+        raise error(f"{name}={v} is out of range: positions are {span}. {hint}".rstrip())
+    return v
+
+
+def sample_id(name: str, value: Any, known: Mapping[int, Any] | set[int], *, hint: str = "",
+              error: type[Exception] = ConfigError) -> int:
+    """An id that must be one of `known` (the ids of some predictions)."""
+    v = whole(name, value, hint)
+    if v not in known:
+        raise error(f"No sample with id {v} in these predictions ({name}). {hint}".rstrip())
+    return v
+
+
+def class_index(name: str, value: Any, classes: Sequence[str]) -> int:
+    """A class by its name or its index 0..k-1."""
+    if isinstance(value, str):
+        if value not in classes:
+            raise ConfigError(f"Unknown class {value!r} ({name}).{suggest(value, list(classes))} "
+                              f"Classes: {', '.join(map(str, list(classes)[:20]))}.")
+        return list(classes).index(value)
+    return position(name, value, len(classes), hint="Give a class name or its index.")

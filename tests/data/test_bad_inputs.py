@@ -57,10 +57,15 @@ def test_class_names_that_differ_only_in_unicode_form_are_one_class(tmp_path) ->
     assert folder.classes == [nfc, "tea"] and folder.class_counts("train").sum() + len(folder.valid) == 8
 
 
-def test_an_empty_valid_split_is_refused_by_the_session() -> None:
+def test_an_empty_valid_split_is_refused_where_the_data_is_made() -> None:
+    """Every epoch is evaluated on the valid split, so no Data has an empty one: each constructor refuses
+    it with the fix, and nothing downstream (Session, analysis, widgets, scripts) meets one."""
     train = wb.load_data("digits").train
     empty = train.take(np.array([], dtype=np.int64))
-    data = wb.Data("image", [str(i) for i in range(10)], train, empty, "no-valid")
-    model = wb.load_backbone("timm:test_resnet", 10, pretrained=False, image_size=16)
-    with pytest.raises(DataError, match="valid split of 'no-valid' is empty"):
-        wb.Session(data, model)
+    with pytest.raises(DataError, match=r"valid split of 'no-valid' is empty.*valid_fraction=0.2"):
+        wb.Data("image", [str(i) for i in range(10)], train, empty, "no-valid")
+    with pytest.raises(DataError, match="valid split of '[a-z]+' is empty"):
+        wb.Data.from_texts(["a", "b", "c", "d"], [0, 1, 0, 1], valid=([], []))
+    with pytest.raises(DataError, match="valid split of '[a-z]+' is empty"):
+        wb.Data.from_arrays(np.zeros((4, 8, 8), np.uint8), [0, 1, 0, 1], ["a", "b"],
+                            valid=(np.zeros((0, 8, 8), np.uint8), []))

@@ -48,7 +48,8 @@ def test_rgb_arrays_give_rgb_items_and_ids_are_row_positions() -> None:
     assert img.mode == "RGB" and img.size == (7, 5)
     row = int(data.sample_id(1))
     assert np.array_equal(np.asarray(img), x[row])
-    assert data.item(-1, "train") == Image.fromarray(x[int(data.sample_id(-1, "train"))])
+    last = len(data.train) - 1
+    assert data.item(last, "train") == Image.fromarray(x[int(data.sample_id(last, "train"))])
 
 
 def test_float_images_with_integer_values_are_converted() -> None:
@@ -117,7 +118,11 @@ def test_subset_bad_caps() -> None:
         data.subset(train={"ten": 3})
     with pytest.raises(ConfigError, match=r"subset\(valid=\.\.\.\) got -1; caps must be ints >= 0"):
         data.subset(valid=-1)
-    assert data.subset(valid=0).class_counts("valid").sum() == 0  # an empty valid split is allowed
+    with pytest.raises(ConfigError, match=r"subset\(valid=0\) would leave the valid split empty.*subset\(valid=20\)"):
+        data.subset(valid=0)  # every epoch is evaluated on it: refused here, not at the first fit
+    with pytest.raises(ConfigError, match=r"would leave the valid split empty"):
+        data.subset(valid={c: 0 for c in data.classes})
+    assert data.subset(valid={"3": 0}).class_counts("valid")["3"] == 0  # one class left out of valid is fine
 
 
 def test_item_and_split_errors() -> None:

@@ -101,7 +101,7 @@ def test_a_classifier_of_the_right_size_is_kept_and_the_size_is_found():
     assert model.preprocess.size == 28 and "28 px" in model.weights
     assert "your 10-class head kept" in model.weights
     assert torch.equal(model.head[-1].weight, weight)
-    assert model.name == "mnist-net" and model.module is net  # used in place
+    assert model.name == "mnist-net" and model.module is not net  # a copy: the caller's module stays as it was
 
 
 def test_given_preprocessing_and_head_are_used():
@@ -182,3 +182,56 @@ def test_errors_come_before_the_module_changes():
 def test_load_backbone_points_a_module_to_from_module():
     with pytest.raises(ConfigError, match=r"wb.Model.from_module\(module, num_classes="):
         wb.load_backbone(SmallNet(), 3)
+
+
+def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+MODULES = [
+    pytest.param(lambda: SmallNet(5), {}, id="hand-written, new head"),
+    pytest.param(lambda: Flattening(), {}, id="hand-written, head kept"),
+    pytest.param(lambda: torchvision.models.squeezenet1_1(num_classes=4), {}, id="squeezenet, classifier rewritten"),
+    pytest.param(lambda: timm.create_model("test_resnet", num_classes=7), {}, id="timm"),
+    pytest.param(lambda: SharedStem(), {"preprocess": ImagePreprocess(16, (0.5,) * 3, (0.5,) * 3)}, id="shared layer"),
+]
+
+
+@pytest.mark.parametrize("make,kwargs", MODULES)
+def test_from_module_leaves_your_module_alone_and_is_idempotent(make, kwargs):
+    """The module you pass is never changed (names, tensors, submodule types), and a second call on it
+    builds the same model as the first: nothing is nested twice."""
+    torch.manual_seed(0)
+    net = make()
+    before, types = _tensors(net), [type(m) for m in net.modules()]
+    first = Model.from_module(net, 10, **kwargs)
+    second = Model.from_module(net, 10, **kwargs)
+    assert [type(m) for m in net.modules()] == types
+    assert _tensors(net).keys() == before.keys() and all(torch.equal(_tensors(net)[k], v) for k, v in before.items())
+    assert first.module is not net and second.module is not first.module
+    a, b = _tensors(first.module), _tensors(second.module)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # same seed: the same new head
+    assert first.block_names == second.block_names and first.head_path == second.head_path
+    assert not any(".1.1." in k for k in a)  # no head inside a head
+
+
+def test_a_module_that_already_has_our_head_is_not_wrapped_again():
+    net = SmallNet()
+    model = Model.from_module(net, 3)
+    again = Model.from_module(model.module, 3)  # e.g. session.model.module passed back in
+    assert again.head_path == model.head_path == "fc" and list(_tensors(again.module)) == list(_tensors(model.module))
+    other = Model.from_module(model.module, 5)  # another class count: a new Linear in the same place
+    assert other.head_path == "fc" and other.head[-1].out_features == 5 and "fc.1.1.weight" not in _tensors(other.module)
+
+
+def test_the_readme_reload_of_your_own_module_works_in_the_same_kernel(tiny_images, tmp_path):
+    """README: wb.Session.load(path, model=wb.Model.from_module(net, ...)) right after training net."""
+    net = SmallNet()
+    pre = ImagePreprocess(24, (0.5,) * 3, (0.5,) * 3)
+    session = wb.Session(tiny_images, Model.from_module(net, 3, preprocess=pre), freeze=wb.last(2), batch_size=4)
+    session.fit(2)
+    session.save(tmp_path / "run.wb")
+    again = wb.Session.load(tmp_path / "run.wb", data=tiny_images, model=Model.from_module(net, 3, preprocess=pre))
+    trained, loaded = _tensors(session.model.module), _tensors(again.model.module)
+    assert trained.keys() == loaded.keys() and all(torch.equal(trained[k], loaded[k]) for k in trained)
+    assert again.history_frame().equals(session.history_frame()) and again.epoch == 2

@@ -204,3 +204,58 @@ def test_a_file_truncated_after_the_folder_check_is_named(tmp_path) -> None:
     with pytest.raises(DataError, match=r"dogs/3\.jpg"):
         s.step()
     assert_same_state(before, s.state_dict())
+
+
+@pytest.mark.parametrize("fault", [
+    lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    lambda: MemoryError(),  # Python's own, e.g. numpy on the host
+    lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried "
+                         "to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"),
+], ids=["cuda", "MemoryError", "cpu allocator"])
+def test_running_out_of_memory_while_caching_features_says_what_to_change(data, reference, fault) -> None:
+    """GPU or host memory: the message says memory, and names the three changes that need less of it."""
+    before, _, _ = reference["head"]
+    s = resumed(data, "head", before)
+    errors = []
+    s.on("error", errors.append)
+    hook = Inject(s.model.module.get_submodule("layer2"), fault, 1, False)
+    with pytest.raises(TrainingError) as info:
+        s.step()
+    message = str(info.value)
+    assert message.startswith("Ran out of memory (out of memory in the feature-cache build of epoch 2)")
+    for change in ("session.configure(eval_batch_size=16)", "image_size=", "data.subset(train=..., valid=...)",
+                   "Nothing was trained or changed"):
+        assert change in message, message
+    assert errors and errors[0].message == message  # what the widget shows
+    assert_same_state(before, s.state_dict())
+    hook.handle.remove()
+    assert s.step().completed
+
+
+@pytest.mark.parametrize("freeze", ["head", "full"])
+def test_a_truncated_jpeg_is_named_at_load_or_at_the_first_fit(tmp_path, freeze) -> None:
+    """A JPEG cut in its header is refused when the folder is read; one cut in its image data passes
+    PIL's header check, and the first fit names the file and the fix with nothing trained (the cache
+    build, or the batch that holds it)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for c in ("cats", "dogs"):
+        (tmp_path / c).mkdir()
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / c / f"{i}.jpg")
+    whole = (tmp_path / "dogs" / "3.jpg").read_bytes()
+    (tmp_path / "dogs" / "3.jpg").write_bytes(whole[:200])  # inside the header
+    with pytest.raises(DataError, match=r"'dogs/3\.jpg' \(.*\)\. Delete or replace the bad file"):
+        wb.Data.from_folder(tmp_path, valid_fraction=0.25)
+    (tmp_path / "dogs" / "3.jpg").write_bytes(whole[: len(whole) * 3 // 4])  # inside the image data
+    data = wb.Data.from_folder(tmp_path, valid_fraction=0.25)
+    s = wb.Session(data, wb.load_backbone("timm:test_resnet", 2, pretrained=False, image_size=16), batch_size=16,
+                   freeze=freeze)
+    before = s.state_dict()
+    with pytest.raises(DataError) as info:
+        s.step()
+    message = str(info.value)
+    assert "dogs/3.jpg" in message and "truncated" in message and "Replace or delete the file" in message
+    assert ".." not in message.replace("...", "")
+    assert_same_state(before, s.state_dict())  # one batch of 16 holds every train sample: no step was taken

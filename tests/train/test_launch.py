@@ -172,3 +172,63 @@ def test_batch_size_too_small_to_split_is_refused() -> None:
         "timm:test_resnet", 10, pretrained=False, image_size=16), batch_size=4)
     with pytest.raises(wb.ConfigError, match="cannot be split across 4 processes"):
         Distributed(FakeAccelerator()).check(s)
+
+
+def _epoch_record(epoch: int, **changes) -> dict:
+    return {"type": "epoch", "epoch": epoch, "train_loss": 1.0 / epoch, "train_accuracy": 0.5, "valid_loss": 0.9,
+            "valid_accuracy": 0.6, "valid_macro_f1": 0.55, "lrs": {"head": 0.05}, "trainable": ["head"],
+            "fast_path": True, "path_reason": "x", "epoch_time_s": 1.0, "samples_per_s": 100.0, "batches": 2,
+            "num_batches": 2, "stopped": None, "batch_losses": [1.1, 0.9], "batch_lrs": [0.05, 0.05], "time": 0.2,
+            **changes}
+
+
+def test_a_run_log_skips_and_reports_what_is_not_a_record(tmp_path) -> None:
+    """A half line followed by the resumed run's line, junk, records of the wrong shape and a corrupt
+    run.json: each is skipped and named in `problems`; the records around them are kept."""
+    from workbench.train.runlog import RunLog
+
+    (tmp_path / "run.json").write_text("{not json")
+    killed = json.dumps(_epoch_record(2))[:37]  # the run was killed while writing epoch 2
+    lines = [json.dumps(_epoch_record(1)), killed + json.dumps(_epoch_record(2, train_loss=0.4)),  # resumed: epoch 2
+             "garbage", "[1, 2]", json.dumps({"type": "batch", "epoch": "3", "batch": 1, "num_batches": 2, "loss": 1}),
+             json.dumps(_epoch_record(3, lrs="fast")), json.dumps({"type": "mystery"}), b"\xff\xfe not utf-8",
+             json.dumps(_epoch_record(3))]
+    (tmp_path / "metrics.jsonl").write_bytes(b"\n".join(x if isinstance(x, bytes) else x.encode() for x in lines) + b"\n")
+    log = RunLog(tmp_path)
+    assert log.description == {} and log.poll()
+    assert [r.epoch for r in log.history] == [1, 2, 3] and log.history[1].train_loss == 0.4
+    problems = "\n".join(log.problems)
+    assert "run.json cannot be read" in problems and "line 2: a half-written line" in problems
+    for n in (3, 4, 5, 6, 7, 8):
+        assert f"line {n}: not a metrics record" in problems, problems
+    # a resumed run writes the epochs after its checkpoint again: they replace the ones read before
+    with (tmp_path / "metrics.jsonl").open("a") as fh:
+        fh.write(json.dumps(_epoch_record(2, train_loss=0.3)) + "\n")
+    assert log.poll() and [r.epoch for r in log.history] == [1, 2] and log.history[1].train_loss == 0.3
+
+
+def test_follow_keeps_watching_through_bad_lines(tmp_path) -> None:
+    """Bad lines while following: reported on the status line, the watcher thread lives on and picks up
+    the next good line and the run's end ("running" while it follows, "finished" at the end)."""
+    import time
+
+    from workbench.widgets.follow import Follow
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(json.dumps(_epoch_record(1)) + "\n")
+    f = Follow(tmp_path, interval_s=0.02)
+    try:
+        with metrics.open("a") as fh:
+            fh.write("{broken\n" + json.dumps(_epoch_record(2, lrs=[1])) + "\n")
+        (tmp_path / "run.json").write_text("[1, 2")
+        deadline = time.monotonic() + 20
+        while len(f.run.problems) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert f.following and "running" in f.status.value and "problem(s) reading the folder" in f.status.value
+        with metrics.open("a") as fh:
+            fh.write(json.dumps(_epoch_record(2)) + "\n" + json.dumps({"type": "end", "epochs": 2}) + "\n")
+        f.wait(20)
+        assert not f.following and f.run.finished and [r.epoch for r in f.run.history] == [1, 2]
+        assert "finished" in f.status.value
+    finally:
+        f.stop()

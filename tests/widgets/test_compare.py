@@ -130,3 +130,16 @@ def test_workbench_has_a_compare_tab(two, digits):
     assert "late run" in w.compare.refresh()
     w.compare.pick("sgd run", "late run")
     assert w.compare.comparison.labels == ["lr=0.05", "lr=0.01"]
+
+
+def test_run_and_class_names_with_mathtext_render(digits):
+    """A "$" in a class or run name used to raise matplotlib's ParseException in the Compare view."""
+    classes = ["$x^{$", "a$b", "_c", r"\frac{", *[f"${i}" for i in range(6)]]
+    data = wb.Data.from_arrays(digits.train.images, digits.train.labels, classes,
+                               valid=(digits.valid.images, digits.valid.labels))
+    a, b = make(data, "$run^{$", optimizer="sgd", lr=0.05), make(data, "_other", optimizer="adamw", lr=0.05)
+    a.fit(1, progress=False)
+    b.fit(1, progress=False)
+    view = wb.CompareView(sessions=[a, b], pick=("$run^{$", "_other"))
+    view.show_samples("a_only")
+    assert view.message.text == "" and view.curves.value[:4] == b"\x89PNG"

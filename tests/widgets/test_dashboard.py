@@ -135,3 +135,39 @@ def test_a_training_fault_shows_in_the_dashboard_and_keeps_the_weights(session) 
     now = session.model.module.state_dict()
     assert all(torch.equal(now[k], v) for k, v in before.items())
     assert not d.training and not d.step_button.disabled
+
+
+def test_the_next_epoch_lr_shown_is_the_lr_that_runs(digits) -> None:
+    """The issue: after a 5-epoch cosine, LR 1e-2 set in the Train tab read "next epoch: LR 1.00e-02" and
+    the epoch ran at 0.0. The Train tab's note and the decisions line now show what summary() says, and
+    the epoch runs at it."""
+    model = wb.load_backbone("timm:test_resnet", 10, pretrained=False, image_size=16)
+    session = wb.Session(digits, model, optimizer="adamw", lr=1e-3, schedule="cosine", epochs=2, batch_size=8)
+    session.fit(2)
+    d = TrainingDashboard(session)
+    d.inputs["lr"].text.value = 1e-2  # typed into the Train tab
+    words = session.next_epoch_lr().words()
+    assert words.startswith("LR 1.00e-02 → ") and "cosine, epoch 1 of 2" in words
+    assert words in d.inputs["lr"].note.value and words in d.decisions.value and words in session.summary()
+    d.step()
+    d.wait(120)
+    assert session.history[-1].batch_lrs[0] == pytest.approx(1e-2)
+
+
+def test_a_code_cell_cannot_start_a_fit_while_the_dashboard_trains(digits) -> None:
+    model = wb.load_backbone("timm:test_resnet", 10, pretrained=False, image_size=16)
+    session = wb.Session(digits, model, batch_size=2, freeze="full")
+    d = TrainingDashboard(session)
+    started, go = threading.Event(), threading.Event()
+    session.events.batch_interval_s = 0.0
+    session.on("batch_end", lambda b: (started.set(), go.wait(60)))
+    d.train(2)
+    assert started.wait(60)
+    with pytest.raises(wb.ConfigError, match=r"busy training \(fit\(2\)\) in thread 'workbench-train'"):
+        session.fit(1)
+    session.configure(lr=1e-3)  # queued, the dashboard says so
+    assert session.has_pending_changes and "changes queued for the next epoch" in d.decisions.value
+    d.stop()
+    go.set()
+    d.wait(60)
+    assert not d.training and len(session.history) == 1

@@ -87,3 +87,31 @@ def test_text_tokens_and_neighbour_snippets_are_escaped() -> None:
     html = why.attributions.value + why.neighbour_box.value
     assert "<img src=x" not in html and "&lt;img" in html and "<b>bold</b>" not in html
     assert why.explained[0].kind == "text" and len(why.explained[0].tokens) > 3
+
+
+def test_the_public_twins_refuse_indices_they_would_have_coerced(trained) -> None:
+    """explain / flag / relabel / flag_top / the map's select / the dashboard's train: a bad index shows
+    in the widget's message and nothing changes (2.7 used to show sample 2)."""
+    x = wb.ErrorExplorer(trained)
+    x.explain_tabs.selected_index = 2
+    d = wb.TrainingDashboard(trained)
+    for bad in (2.7, 1.0, True, "1", -1, 10_000):
+        x.message.clear()
+        x.explain(bad)
+        assert x.why.index is None and (x.message.text or x.why.message.text)
+        twins = [lambda: x.flag(bad), lambda: x.flag([0, bad]), lambda: x.relabel(bad, 0)]
+        if not isinstance(bad, str):  # "1" names a digits class: relabel(0, "1") is right
+            twins.append(lambda: x.relabel(0, bad))
+        for twin in twins:
+            x.message.clear()
+            twin()
+            assert x.flagged == [] and x.message.text, (bad, x.message.text)
+        if bad not in (-1, 10_000):  # a count: any whole number >= 1 (10_000 flags them all)
+            x.issues.flag_top(bad)
+            assert x.flagged == [] and "whole number" in x.issues.message.text
+        x.data_map.select([bad])
+        assert x.data_map.canvas.selected == [] and x.data_map.message.text
+        if bad != 10_000:
+            d.message.clear()
+            d.train(bad)
+            assert not d.training and d.message.text and trained.epoch == 1

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..validate import integer
 from .gradcam import cell_centres, find_cam_layer, grad_cam, upsample
 from .token_attr import TEXT_METHODS, special_ids, token_attributions
 
@@ -68,6 +69,7 @@ class Attribution:
         """The k tokens that pushed most toward the target (special tokens left out)."""
         if self.tokens is None or self.scores is None:
             raise ConfigError("top_tokens() is for text attributions; this one is for an image (see .heatmap).")
+        k = integer("top_tokens k", k, low=1, hint="How many tokens to list, e.g. top_tokens(5).")
         order = [i for i in np.argsort(-self.scores, kind="stable") if not self.special[i]]
         return [(self.tokens[i], float(self.scores[i])) for i in order[:k]]
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, WorkbenchError
+from ..validate import position
 from .errors import ErrorAnalysis
 
 MAX_LABEL_SETTINGS = 3  # settings shown in a run's label; the table has them all
@@ -266,9 +267,8 @@ class Comparison:
             if run not in self.names:
                 raise ConfigError(f"No run named {run!r} in this comparison; runs: {', '.join(self.names)}.")
             return self.names.index(run)
-        if isinstance(run, bool) or not isinstance(run, (int, np.integer)) or not -len(self.runs) <= run < len(self.runs):
-            raise ConfigError(f"Run {run!r} is out of range: this comparison has {len(self.runs)} runs (0..{len(self.runs) - 1}).")
-        return int(run) % len(self.runs)
+        return position("run", run, len(self.runs), hint=f"Name a run ({', '.join(map(repr, self.names))}) or give "
+                        f"its position; this comparison has {len(self.runs)} runs.")
 
     def data(self, run: int | str = 0):
         """The Data to show a run's samples with (None when it is not available, e.g. a checkpoint

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, DataError, MissingDependencyError
+from ..validate import class_index, number
 
 METHODS = ("pca", "tsne", "umap")
 
@@ -36,7 +37,8 @@ class Embedding:
 
     def cell(self, true: int, pred: int) -> np.ndarray:
         """Ids of the points in confusion cell (true, pred): what a click on that cell highlights."""
-        return self.ids[(self.labels == int(true)) & (self.predicted == int(pred))]
+        t, q = class_index("true", true, self.classes), class_index("pred", pred, self.classes)
+        return self.ids[(self.labels == t) & (self.predicted == q)]
 
     def inside(self, polygon: Sequence[Sequence[float]]) -> np.ndarray:
         """Ids of the points inside a polygon in map coordinates (a lasso), by even-odd ray casting."""
@@ -56,6 +58,7 @@ class Embedding:
 
     def nearest(self, x: float, y: float) -> int:
         """Id of the point closest to (x, y) in map coordinates: what a click picks."""
+        x, y = number("x", x), number("y", y)
         d = ((self.coords - np.array([x, y], dtype=np.float32)) ** 2).sum(axis=1)
         return int(self.ids[int(np.argmin(d))])
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..safety import write_csv
+from ..validate import boolean, class_index, integer, sample_id, whole
 from .feature_views import FeatureViews
 
 
@@ -107,13 +108,15 @@ class ErrorAnalysis(FeatureViews):
 
     def indices(self, true: int | str, pred: int | str) -> np.ndarray:
         """Ids of the samples of class `true` predicted as `pred`, highest loss first."""
-        t, q = self._class_index(true), self._class_index(pred)
+        t, q = self._class_index(true, "true"), self._class_index(pred, "pred")
         rows = np.flatnonzero((self.labels == t) & (self.predicted == q))
         rows = rows[np.argsort(-self.losses[rows], kind="stable")]
         return self.ids[rows]
 
     def top_losses(self, k: int = 10, errors_only: bool = False) -> pd.DataFrame:
         """The k samples with the highest loss: id, true and predicted class, its probability, loss."""
+        k = integer("top_losses k", k, low=1, hint="How many samples to list, e.g. top_losses(10).")
+        errors_only = boolean("errors_only", errors_only)
         rows = np.argsort(-self.losses, kind="stable")
         if errors_only:
             rows = rows[self.predicted[rows] != self.labels[rows]]
@@ -121,6 +124,7 @@ class ErrorAnalysis(FeatureViews):
 
     def most_confused(self, min_count: int = 1) -> pd.DataFrame:
         """Off-diagonal cells with at least `min_count` samples, most frequent first."""
+        min_count = integer("min_count", min_count, low=0, hint="e.g. most_confused(min_count=2).")
         cm = self.confusion_matrix.copy()
         np.fill_diagonal(cm, 0)
         t, q = np.nonzero(cm >= max(1, min_count))
@@ -144,7 +148,7 @@ class ErrorAnalysis(FeatureViews):
 
     def table(self, ids: Sequence[int]) -> pd.DataFrame:
         """One row per id: true, predicted, probability of the prediction, probability of the truth, loss."""
-        rows = np.array([self._position[int(i)] for i in ids], dtype=np.int64)
+        rows = np.array([self._row(i, "table id") for i in ids], dtype=np.int64)
         return pd.DataFrame({
             "id": self.ids[rows],
             "true": [self.classes[i] for i in self.labels[rows]],
@@ -157,18 +161,21 @@ class ErrorAnalysis(FeatureViews):
     # ---- flag for relabelling -----------------------------------------------------------------
     def flag(self, sample_id: int, note: str = "label looks wrong") -> None:
         """Mark a sample whose given label looks wrong (kept once; `unflag` removes it)."""
-        i = int(sample_id)
-        if i not in self._position:
-            raise DataError(f"No sample with id {i} in these predictions.")
+        row = self._row(sample_id, "flag id")
+        i = int(self.ids[row])
         if any(f["id"] == i for f in self.flagged):
             return
-        row = self._position[i]
         sample = self.sample_ids[row] if self.sample_ids is not None else str(i)
         self.flagged.append({"id": i, "sample": sample, "given_label": self.classes[self.labels[row]],
                              "predicted_label": self.classes[self.predicted[row]], "note": note})
 
+    def check_ids(self, ids: Sequence[int]) -> list[int]:
+        """`ids` checked, all before any is used: each an int (never coerced) among these predictions."""
+        return [int(self.ids[self._row(i)]) for i in ids]
+
     def unflag(self, sample_id: int) -> None:
-        self.flagged[:] = [f for f in self.flagged if f["id"] != int(sample_id)]  # in place: views share the list
+        i = whole("unflag id", sample_id, hint="Pass the id of a flagged sample.")
+        self.flagged[:] = [f for f in self.flagged if f["id"] != i]  # in place: views share the list
 
     def export_flagged(self, path) -> Path:
         """Write the flagged samples as CSV: id, sample (file path or row id), given_label,
@@ -181,14 +188,14 @@ class ErrorAnalysis(FeatureViews):
             raise DataError(f"Cannot write {str(path)!r} ({exc.strerror or exc}). Choose a path you can write to.") from exc
         return path
 
-    def _class_index(self, c: int | str) -> int:
-        if isinstance(c, str):
-            if c not in self.classes:
-                raise ConfigError(f"Unknown class {c!r}. Classes: {', '.join(self.classes[:20])}.")
-            return self.classes.index(c)
-        if not 0 <= int(c) < len(self.classes):
-            raise ConfigError(f"Class index {c} is out of range 0..{len(self.classes) - 1}.")
-        return int(c)
+    def _class_index(self, c: int | str, name: str = "class") -> int:
+        return class_index(name, c, self.classes)
+
+    def _row(self, sample: int, name: str = "id") -> int:
+        """The row of sample id `sample` (ids are positions in the valid split; never coerced)."""
+        i = sample_id(name, sample, self._position, error=DataError,
+                      hint="Ids are positions in the valid split, as errors.table() and the gallery show them.")
+        return self._position[i]
 
     def __repr__(self) -> str:
         return (f"ErrorAnalysis({len(self.labels)} samples, {len(self.classes)} classes, "

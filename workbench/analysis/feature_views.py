@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from ..validate import integer, whole
 from .embedding import Embedding, project
 from .label_issues import cross_val_probabilities, rank_label_issues
 from .neighbours import NeighbourIndex
@@ -74,6 +75,14 @@ class FeatureViews:
             raise ConfigError(f"No {split} features were attached; pass them to attach_features().")
         return feats
 
+    def _row_id(self, index: int) -> int:
+        """A validation sample's id, checked: an int (never coerced) among these predictions' ids."""
+        i = whole("index", index, hint="Ids are positions in the valid split, as errors.table() shows them.")
+        if i not in self._position:
+            raise DataError(f"No validation sample with id {i} in these predictions (ids are valid positions "
+                            f"0..{len(self._position) - 1}).")
+        return i
+
     def _valid_rows(self, features, ids: np.ndarray):
         return features[np.asarray(ids, dtype=np.int64)]  # ids are positions in the valid split
 
@@ -81,9 +90,8 @@ class FeatureViews:
     def neighbours(self, index: int, k: int = 8) -> pd.DataFrame:
         """The k training samples most similar to validation sample `index` (cosine on pooled features):
         train_id (position in the train split), label, similarity, most similar first."""
-        i = int(index)
-        if i not in self._position:
-            raise DataError(f"No validation sample with id {i} in these predictions (ids are valid positions).")
+        i = self._row_id(index)
+        k = integer("neighbours k", k, low=1, hint="It is how many neighbours to list (a positive int), e.g. k=8.")
         key = "neighbour-index"
         if key not in self._derived:
             train = self._features("train")
@@ -117,7 +125,9 @@ class FeatureViews:
         """Flag the top validation label issues (all of cleanlab's issues, or the top n of the ranking)
         for review and CSV export; returns the ids flagged. Labels themselves are never changed."""
         table = self.label_issues("valid")
-        rows = table[table["issue"]] if n is None else table.head(int(n))
+        if n is not None:
+            n = integer("flag_label_issues n", n, low=1, hint="How many of the top-ranked samples to flag, or None.")
+        rows = table[table["issue"]] if n is None else table.head(n)
         for r in rows.itertuples():
             self.flag(int(r.id), note=f"cleanlab rank {r.rank}: label quality {r.label_quality:.3f}, "
                                       f"model suggests {r.suggested_label}")
@@ -126,6 +136,7 @@ class FeatureViews:
     # ---- the map ---------------------------------------------------------------------------------
     def embedding(self, method: str = "pca", seed: int = 0) -> Embedding:
         """The validation samples' pooled features in 2-D ("pca", "tsne", or "umap" if installed)."""
+        seed = integer("embedding seed", seed, low=0, hint="Any whole number >= 0, e.g. 0.")
         key = ("map", method, seed)
         if key not in self._derived:
             feats = self._valid_rows(self._features("valid"), self.ids)

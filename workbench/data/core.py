@@ -53,9 +53,9 @@ class Split:
 
     def _index(self, i: Any) -> int:
         n = len(self)
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or not -n <= i < n:
-            raise DataError(f"index {i!r} is out of range for a split of {n} samples. Use 0..{n - 1}.")
-        return int(i) % n
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or not 0 <= i < n:
+            raise DataError(f"index {i!r} is out of range for a split of {n} samples. Use 0..{n - 1} (a whole number).")
+        return int(i)
 
     def item(self, i: int) -> Image.Image | str:
         """The raw thing a person looks at: a PIL image ('L' or 'RGB') or the text."""
@@ -169,6 +169,12 @@ class Data:
                 raise ConfigError(f"the {split_name} split does not hold {kind}s. Build it with the right items.")
             if len(split) and (split.labels.min() < 0 or split.labels.max() >= len(classes)):
                 raise DataError(f"{split_name} labels fall outside 0..{len(classes) - 1}. Fix the labels.")
+        if len(valid) == 0:  # every epoch is evaluated on it: refused here, so no consumer meets an empty one
+            raise DataError(
+                f"The valid split of {str(name)!r} is empty, so no epoch could be evaluated. Give the data a valid "
+                "split: valid_fraction=0.2 when building it from one set of samples, valid=(items, labels), or a "
+                "valid/ folder beside train/."
+            )
         in_valid = np.bincount(valid.labels, minlength=len(classes)) > 0
         for c in np.flatnonzero(np.bincount(train.labels, minlength=len(classes)) == 0):
             where = "appears in the valid split but not in train" if in_valid[c] else "has no train samples"
@@ -213,6 +219,12 @@ class Data:
             raise ConfigError(
                 f"subset(train=...) would leave class {empty} with 0 train samples. "
                 "Give every class a train cap of at least 1."
+            )
+        counts = np.bincount(self.valid.labels, minlength=self.num_classes)
+        if caps[1] is not None and np.where(caps[1] >= 0, np.minimum(caps[1], counts), counts).sum() == 0:
+            raise ConfigError(
+                f"subset(valid={valid!r}) would leave the valid split empty, and every epoch is evaluated on it. "
+                "Keep some valid samples, e.g. subset(valid=20) (a dict caps classes one by one)."
             )
         parts = []
         for offset, (split, cap) in enumerate(zip((self.train, self.valid), caps)):

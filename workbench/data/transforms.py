@@ -130,10 +130,12 @@ class ImageBatches:
         try:
             image = self.split.item(i)
             array = np.asarray(image.convert("RGB"))
+        except DataError as exc:  # the file's own error: it names the file and the fix
+            raise DataError(f"Could not read sample {i}: {exc}") from exc
         except Exception as exc:
             raise DataError(
                 f"Could not read sample {i} ({self.split.sample_id(i)}): {type(exc).__name__}: {exc}. "
-                "Remove or replace that file."
+                "Replace or delete that file, then build the Data again."
             ) from exc
         return resize_square(_to_chw3(array[None]), self.size)
 

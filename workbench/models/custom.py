@@ -5,10 +5,15 @@ anything else (torchvision models included) through the generic one: the classif
 the forward uses last, the trunk is found in the module tree. The classifier is replaced by a
 new one when its outputs differ from `num_classes`, and kept otherwise (your trained head).
 Such a Model cannot be rebuilt by name (`rebuildable` is False): checkpoints need the module.
+
+Your module is copied first and never changed: calling from_module twice on it gives two equal
+Models (so `wb.Session.load(path, model=wb.Model.from_module(net, ...))` works in the kernel that
+trained it), and a module that already carries a workbench head is recognised as such.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Any
 
@@ -19,7 +24,7 @@ from ..errors import ConfigError, suggest
 from .common import IMAGENET_MEAN, IMAGENET_STD, trace_image
 from .discovery import trace
 from .heads import head_dropout as dropout_of
-from .heads import replace_classifier
+from .heads import Head, replace_classifier
 from .model import ImagePreprocess, Model, TextPreprocess
 from .registry import KINDS, check_common, seeded
 
@@ -42,6 +47,7 @@ def from_module(module: nn.Module, num_classes: int, *, kind: str = "image", pre
         _check_head_path(module, head)
     if not any(True for _ in module.parameters()):
         raise ConfigError(f"{name} has no parameters: there is nothing to fine-tune.")
+    module = _own_copy(module, name)  # every argument checked: from here on only the copy changes
     if kind == "image":
         if tokenizer is not None:
             raise ConfigError("tokenizer applies to kind='text'; an image module takes preprocess=ImagePreprocess(...).")
@@ -61,6 +67,26 @@ def from_module(module: nn.Module, num_classes: int, *, kind: str = "image", pre
         max_length = preprocess.max_length if preprocess is not None else None
         build = lambda: _text(module, tokenizer, num_classes, max_length, head, name, granularity, float(head_dropout))
     return seeded(seed, build)
+
+
+def _own_copy(module: nn.Module, name: str) -> nn.Module:
+    """A deep copy of the caller's module (shared and tied parameters stay shared within it): the new
+    head, a rewritten classifier and training change the copy, never the module the caller holds."""
+    try:
+        return copy.deepcopy(module)
+    except Exception as exc:  # noqa: BLE001 - any failure to copy: say which and what to do
+        raise ConfigError(
+            f"{name} cannot be copied ({type(exc).__name__}: {exc}); from_module works on a copy so that your "
+            "module stays as it was. Keep what cannot be copied (open files, locks, generators) outside the "
+            "module, or pass a module built for workbench."
+        ) from exc
+
+
+def _outer_head(module: nn.Module, path: str) -> str:
+    """The path of the workbench Head around the classifier at `path`, if it sits in one (a module that
+    went through from_module or load_backbone before): that Head is the classifier, not nested again."""
+    parent, _, _ = path.rpartition(".")
+    return parent if parent and isinstance(module.get_submodule(parent), Head) else path
 
 
 def _check_head_path(module: nn.Module, head: Any) -> None:
@@ -109,6 +135,7 @@ def _image(module: nn.Module, num_classes: int, pre: ImagePreprocess | None, hea
             head_path = check_classifier(module, head, traced, name, hint)
         else:
             head_path, rewritten = find_classifier(module, traced, name, hint)
+        head_path = _outer_head(module, head_path)
         note = replace_classifier(module, head_path, num_classes, dropout, keep=not rewritten) + rewritten
         blocks = generic_blocks(module, head_path, granularity, traced)
     note = note.replace("pretrained", "your", 1)

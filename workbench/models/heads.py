@@ -67,10 +67,14 @@ def replace_classifier(root: nn.Module, path: str, num_classes: int, dropout: fl
     phrase for `Model.weights`.
     """
     old = root.get_submodule(path)
-    if isinstance(old, Head):  # a tied classifier met a second time
-        return ""
+    wrapped = None
+    if isinstance(old, Head):  # a tied classifier met a second time, or a module that has our head already
+        if old[1].out_features == num_classes:
+            return ""
+        wrapped, old = old, old[1]  # a head for other classes: its Linear is replaced like any classifier
     if isinstance(old, nn.Linear):
-        out, in_features, channels_first = old.out_features, old.in_features, False
+        out, in_features = old.out_features, old.in_features
+        channels_first = wrapped.channels_first if wrapped is not None else False
     elif is_pointwise_conv(old):
         out, in_features, channels_first = old.out_channels, old.in_channels, True
     else:

@@ -126,7 +126,8 @@ class Model:
         seed: int | None = 0,
     ) -> Model:
         """Your own nn.Module as a Model: classifier, blocks and preprocessing discovered as for
-        library backbones (see models/custom.py). The module is used in place, not copied."""
+        library backbones (see models/custom.py). Works on a copy: your module is never changed, and
+        a second call on it gives the same model."""
         from .custom import from_module
 
         return from_module(module, num_classes, kind=kind, preprocess=preprocess, head=head, tokenizer=tokenizer,

@@ -9,7 +9,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .core import PlotFigure, _batch_x, _short, _wrap, class_palette, involved_classes
+from ..validate import integer
+from .core import PlotFigure, _batch_x, _short, _wrap, class_palette, involved_classes, legend_label, literal
 
 PANELS = {
     "loss": "loss per epoch (solid: valid, dashed: train)",
@@ -35,13 +36,15 @@ def compare_curves_figure(comparison, panels: Sequence[str] = ("loss", "accuracy
     panels: any of "loss", "accuracy", "f1", "batch_loss" (every batch's training loss, smoothed
     over `smooth` batches, x in epochs) and "time" (valid accuracy against the seconds spent).
     """
+    smooth = integer("smooth", smooth, low=1, hint="Batches the per-batch loss is averaged over, e.g. 5.")
     unknown = [p for p in panels if p not in PANELS]
     if unknown or not panels:
         raise ValueError(f"Unknown panels {unknown}: choose from {', '.join(PANELS)}.")
     fig = PlotFigure(figsize=size or (4.6 * len(panels) + 0.4, 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     palette = class_palette(max(len(comparison.runs), 1))
-    for color, label, run in zip(palette, _run_names(comparison, legend), comparison.runs):
+    for color, name, run in zip(palette, _run_names(comparison, legend), comparison.runs):
+        label = legend_label(name)
         h = run.history
         epochs = [r.epoch for r in h]
         for ax, panel in zip(axes, panels):
@@ -56,7 +59,7 @@ def compare_curves_figure(comparison, panels: Sequence[str] = ("loss", "accuracy
             elif panel == "batch_loss":
                 y = np.concatenate([np.asarray(r.batch_losses, dtype=float) for r in h] or [np.zeros(0)])
                 x = np.concatenate([_batch_x(r.epoch, r.num_batches, len(r.batch_losses)) for r in h] or [np.zeros(0)])
-                n = max(1, min(int(smooth), len(y)))
+                n = max(1, min(smooth, len(y)))
                 if len(y):
                     ax.plot(x[n - 1:], np.convolve(y, np.ones(n) / n, mode="valid"), color=color, lw=1.2, label=label)
             else:
@@ -88,12 +91,12 @@ def compare_per_class_figure(comparison, metric: str = "f1", highlight: Sequence
     x = np.arange(k)
     width = 0.8 / n
     for j, (color, name, label) in enumerate(zip(class_palette(n), comparison.names, _run_names(comparison, legend))):
-        ax.bar(x - 0.4 + width * (j + 0.5), table[name].to_numpy(), width, color=color, label=label)
+        ax.bar(x - 0.4 + width * (j + 0.5), table[name].to_numpy(), width, color=color, label=legend_label(label))
     for c in highlight:
         if str(c) in classes:
             i = classes.index(str(c))
             ax.axvspan(i - 0.5, i + 0.5, color="grey", alpha=0.12, lw=0)
-    ax.set_xticks(x, [_short(c, 12) for c in classes], rotation=45 if k > 12 else 0, ha="right" if k > 12 else "center")
+    ax.set_xticks(x, [literal(_short(c, 12)) for c in classes], rotation=45 if k > 12 else 0, ha="right" if k > 12 else "center")
     ax.set(title=f"{metric} per class (valid)", ylabel=metric, ylim=(0, 1.05), xlim=(-0.5, k - 0.5))
     ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12 if k <= 12 else -0.3),
               ncols=min(n, 3))
@@ -107,6 +110,7 @@ def compare_confusion_figure(comparison, normalize: bool = False, max_classes: i
     the most confusion summed over the runs)."""
     import seaborn as sns
 
+    max_classes = integer("max_classes", max_classes, low=1, hint="How many classes each matrix shows at most.")
     matrices = comparison.confusion_matrices()
     classes = list(comparison.runs[0].classes)
     keep = list(range(len(classes)))
@@ -118,7 +122,7 @@ def compare_confusion_figure(comparison, normalize: bool = False, max_classes: i
             totals = m.sum(axis=1, keepdims=True)
             m = np.divide(m, totals, out=np.zeros(m.shape), where=totals > 0)
         shown.append(m[np.ix_(keep, keep)])
-    names = [_short(str(classes[i]), 10) for i in keep]
+    names = [literal(_short(str(classes[i]), 10)) for i in keep]
     vmax = max(float(m.max()) for m in shown) or 1.0
     n = len(shown)
     fig = PlotFigure(figsize=(size * n + 0.6, size * 0.95), layout="constrained")
@@ -127,7 +131,7 @@ def compare_confusion_figure(comparison, normalize: bool = False, max_classes: i
         sns.heatmap(m, ax=ax, cmap="Blues", vmin=0, vmax=vmax, annot=len(keep) <= 10, fmt=".2f" if normalize else "d",
                     annot_kws={"fontsize": 7}, xticklabels=names, yticklabels=names if j == 0 else False,
                     cbar=j == n - 1, square=True, linewidths=0.5)
-        ax.set_title(f"{_short(label, 36)}\naccuracy {a.accuracy:.3f}", fontsize=9)
+        ax.set_title(f"{literal(_short(label, 36))}\naccuracy {a.accuracy:.3f}", fontsize=9)
         ax.set_xlabel("predicted")
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("true")
@@ -136,6 +140,8 @@ def compare_confusion_figure(comparison, normalize: bool = False, max_classes: i
 
 def compare_samples_figure(comparison, a=0, b=1, k: int = 12, columns: int = 6, legend: str = "differs") -> Figure:
     """The samples run `a` gets right and run `b` gets wrong (highest loss under b first)."""
+    k = integer("k", k, low=1, hint="How many samples to show, e.g. 12.")
+    columns = integer("columns", columns, low=1, hint="Samples per row, e.g. 6.")
     ia, ib = comparison.index(a), comparison.index(b)
     ids = comparison.right_wrong(ia, ib)[:k]
     data = comparison.data(ib)
@@ -149,13 +155,14 @@ def compare_samples_figure(comparison, a=0, b=1, k: int = 12, columns: int = 6, 
     for ax, row in zip(axes, table.itertuples() if table is not None else ()):
         item = data.item(int(row.id), "valid") if data is not None else f"sample {row.id}"
         if isinstance(item, str):
-            ax.text(0, 1, _wrap(item, 28, 7), va="top", fontsize=7, transform=ax.transAxes, wrap=True)
+            ax.text(0, 1, literal(_wrap(item, 28, 7)), va="top", fontsize=7, transform=ax.transAxes, wrap=True)
         else:
             ax.imshow(np.asarray(item), cmap="gray" if item.mode == "L" else None)
-        ax.set_title(f"#{row.id} true {row.true}\n{_short(comparison.names[ib], 12)}: {row.predicted} (p={row.probability:.2f})",
+        ax.set_title(f"#{row.id} true {literal(row.true)}\n{literal(_short(comparison.names[ib], 12))}: "
+                     f"{literal(row.predicted)} (p={row.probability:.2f})",
                      fontsize=7, color="#b00")
     total = len(comparison.right_wrong(ia, ib))
     called = _run_names(comparison, legend)
-    fig.suptitle(f"right in {called[ia]}, wrong in {called[ib]}: {total} samples"
+    fig.suptitle(f"right in {literal(called[ia])}, wrong in {literal(called[ib])}: {total} samples"
                  + (f" (first {len(ids)})" if total > len(ids) else ""), fontsize=9)
     return fig

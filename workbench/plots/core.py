@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from ..validate import integer
+
 COLORS = {"train": "#1f77b4", "valid": "#d62728", "f1": "#2ca02c", "batch": "#9ecae1"}
 
 
@@ -153,7 +155,7 @@ class TrainingPlot:
         # the head and the blocks just below it (record.trainable is in forward order): the ones a person changes
         labelled = [n for n in history[-1].trainable if n in self.lr_lines][-4:] if history else []
         for name, line in self.lr_lines.items():
-            line.set_label(_short(name, 24) if name in labelled else "_nolegend_")
+            line.set_label(legend_label(_short(name, 24)) if name in labelled else "_nolegend_")
         key = (tuple(names), tuple(labelled))
         if names and getattr(self, "_legend_for", None) != key:
             hidden = len(names) - len(labelled)
@@ -188,10 +190,25 @@ def _short(name: str, width: int = 18) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
+def literal(text) -> str:
+    """User text (class, run and block names, dataset texts) as a figure must show it: every "$"
+    escaped, so matplotlib never parses it as mathtext (a class "$5" or "a$x^{$" raised a
+    ParseException at render time, or drew a formula). Apply it last, after shortening or wrapping."""
+    return str(text).replace("$", r"\$")
+
+
+def legend_label(text) -> str:
+    """literal(text) for a legend entry: a label starting with "_" would be left out of the legend
+    (matplotlib's convention for hidden artists), so it gets a leading space."""
+    shown = literal(text)
+    return " " + shown if shown.startswith("_") else shown
+
+
 def confusion_figure(analysis, normalize: bool = False, max_classes: int = 30, size: float = 5.5) -> Figure:
     """Seaborn heatmap of the confusion matrix (counts, or each row as shares of its true class)."""
     import seaborn as sns
 
+    max_classes = integer("max_classes", max_classes, low=1, hint="How many classes the matrix shows at most.")
     matrix = analysis.normalized_confusion() if normalize else analysis.confusion_matrix
     classes = list(analysis.classes)
     if len(classes) > max_classes:  # keep the classes in the most confusion
@@ -200,7 +217,8 @@ def confusion_figure(analysis, normalize: bool = False, max_classes: int = 30, s
     fig = PlotFigure(figsize=(size, size * 0.85), layout="constrained")
     ax = fig.subplots()
     sns.heatmap(matrix, ax=ax, cmap="Blues", annot=len(classes) <= 12, fmt=".2f" if normalize else "d",
-                xticklabels=classes, yticklabels=classes, cbar=True, square=True, linewidths=0.5)
+                xticklabels=[literal(c) for c in classes], yticklabels=[literal(c) for c in classes], cbar=True,
+                square=True, linewidths=0.5)
     ax.set(xlabel="predicted", ylabel="true",
            title=f"confusion ({'row shares' if normalize else 'counts'}), accuracy {analysis.accuracy:.3f}")
     return fig
@@ -221,6 +239,7 @@ def involved_classes(confusion: np.ndarray, k: int) -> list[int]:
 
 def top_losses_figure(analysis, data, k: int = 12, columns: int = 6) -> Figure:
     """The k highest-loss validation samples: images with labels, or text snippets."""
+    columns = integer("columns", columns, low=1, hint="Samples per row, e.g. 6.")
     table = analysis.top_losses(k)
     rows = max(1, int(np.ceil(len(table) / columns)))
     fig = PlotFigure(figsize=(columns * 2.0, rows * 2.45), layout="constrained")
@@ -229,9 +248,9 @@ def top_losses_figure(analysis, data, k: int = 12, columns: int = 6) -> Figure:
         ax.axis("off")
     for ax, row in zip(axes, table.itertuples()):
         item = data.item(int(row.id), "valid")
-        title = f"{row.true} → {row.predicted}\np={row.probability:.2f} loss={row.loss:.2f}"
+        title = f"{literal(row.true)} → {literal(row.predicted)}\np={row.probability:.2f} loss={row.loss:.2f}"
         if isinstance(item, str):
-            ax.text(0, 1, _wrap(item, 26, 7), va="top", fontsize=8.5, transform=ax.transAxes, wrap=True)
+            ax.text(0, 1, literal(_wrap(item, 26, 7)), va="top", fontsize=8.5, transform=ax.transAxes, wrap=True)
         else:
             ax.imshow(np.asarray(item), cmap="gray" if item.mode == "L" else None)
         ax.set_title(title, fontsize=10, color="#b00" if row.true != row.predicted else "black")
@@ -302,6 +321,7 @@ def tokens_html(attribution, max_tokens: int = 200) -> str:
 def attribution_figure(attributions: Sequence, columns: int = 4, size: float = 2.4) -> Figure:
     """Attributions side by side (e.g. true vs predicted): Grad-CAM overlays, or coloured tokens."""
     n = len(attributions)
+    columns = integer("columns", columns, low=1, hint="Attributions per row, e.g. 4.")
     if attributions and attributions[0].kind == "text":
         fig = PlotFigure(figsize=(9, 0.9 + 0.75 * n), layout="constrained")
         ax = fig.subplots()
@@ -314,7 +334,7 @@ def attribution_figure(attributions: Sequence, columns: int = 4, size: float = 2
                 if special:
                     continue
                 color = (0.18, 0.49, 0.2, min(abs(score), 1)) if score >= 0 else (0.78, 0.16, 0.16, min(abs(score), 1))
-                ax.text(x, y, token, fontsize=9, transform=ax.transAxes, va="center",
+                ax.text(x, y, literal(token), fontsize=9, transform=ax.transAxes, va="center",
                             bbox=dict(facecolor=color, edgecolor="none", pad=1))
                 x += 0.012 + 0.0105 * len(token)
                 if x > 0.95:
@@ -333,7 +353,8 @@ def attribution_figure(attributions: Sequence, columns: int = 4, size: float = 2
 
 def _title(a) -> str:
     p = float(a.probabilities[a.target])
-    return f"#{a.index} true {a.classes[a.true]} · pred {a.classes[a.predicted]}\nwhy {a.target_name}? (p={p:.2f})"
+    return (f"#{a.index} true {literal(a.classes[a.true])} · pred {literal(a.classes[a.predicted])}\n"
+            f"why {literal(a.target_name)}? (p={p:.2f})")
 
 
 def embedding_figure(embedding, size: tuple[float, float] = (6.5, 5), highlight=None) -> Figure:
@@ -350,7 +371,7 @@ def embedding_figure(embedding, size: tuple[float, float] = (6.5, 5), highlight=
         pos = np.isin(embedding.ids, np.asarray(highlight))
         ax.scatter(*embedding.coords[pos].T, s=70, facecolors="none", edgecolors="black", linewidths=1.2)
     for c, name in enumerate(embedding.classes[:20]):
-        ax.scatter([], [], s=20, color=palette[c], label=_short(str(name), 14))
+        ax.scatter([], [], s=20, color=palette[c], label=legend_label(_short(str(name), 14)))
     ax.legend(fontsize=7, frameon=False, loc="best", ncols=2 if len(embedding.classes) > 8 else 1)
     what = embedding.method.upper() if embedding.method == "pca" else embedding.method
     ev = f" ({sum(embedding.explained_variance):.0%} of variance)" if embedding.explained_variance else ""

@@ -22,8 +22,8 @@ from ..validate import jsonable
 from . import freezing, guards
 from .cache import compute_features
 from .config import auto_lr, auto_schedule, preconditions_head
-from .events import EpochStart, ErrorEvent, EvalEnd
-from .loop import EpochPlan, evaluate, rows_of, train_batch, train_epoch
+from .events import EpochStart, ErrorEvent, EvalEnd, EventBus
+from .loop import EpochOutcome, EpochPlan, evaluate, rows_of, train_batch, train_epoch
 from .optim import skips_on_device
 from .precondition import HeadPreconditioner
 from .records import EpochResult, Predictions, macro_f1
@@ -52,9 +52,14 @@ class EpochMixin:
                 self.events.emit("epoch_start", EpochStart(epoch, trainable, fast, why, len(plan.batches)))
                 self._set_train_mode(fast)
                 snapshot = guards.changeable_state(self.model, fast)
+                opt_state = guards.optimizer_state(self.optimizer)
                 outcome = train_epoch(plan, self.events, self.control)
                 if self._dist is not None:
                     self._dist.combine(outcome)
+                trained = self.model.head if fast else self.model.module
+                if outcome.batches and (self._dist is None or not self._dist.active) and \
+                        not guards.weights_finite(self.optimizer, trained):
+                    outcome = self._to_last_good_step(epoch, fast, criterion, snapshot, opt_state, outcome)
         except KeyboardInterrupt:
             self._untouched(before, group_lrs)
             return None  # before the first step: the weights and the history are as they were
@@ -62,8 +67,9 @@ class EpochMixin:
             self._untouched(before, group_lrs)
             raise self._fault(guards.describe_fault(exc, phase, epoch), exc, phase, epoch) from exc
         if outcome.batches and not guards.weights_finite(self.optimizer, self.model.head if fast else self.model.module):
-            with torch.no_grad():
+            with torch.no_grad():  # a distributed run (no re-run there): back to the epoch's start
                 self.model.module.load_state_dict(snapshot, strict=False)  # nothing usable is lost
+            self.optimizer.load_state_dict(opt_state)
             outcome.stopped = "weights became non-finite during the epoch; rolled back to its start"
             outcome.batches = 0
         if outcome.batches == 0 and outcome.stopped is not None:
@@ -87,7 +93,8 @@ class EpochMixin:
             valid_macro_f1=valid[2] if valid else None,
             lrs={g["name"]: g["lr"] for g in self.optimizer.param_groups},
             trainable=trainable, fast_path=fast, path_reason=why,
-            epoch_time_s=time.perf_counter() - started, samples_per_s=outcome.samples / max(outcome.seconds, 1e-9),
+            epoch_time_s=time.perf_counter() - started - outcome.paused_s,  # a pause is not training time
+            samples_per_s=outcome.samples / max(outcome.seconds, 1e-9),
             batches=outcome.batches, num_batches=len(plan.batches), stopped=outcome.stopped,
             batch_losses=tuple(outcome.batch_losses), batch_lrs=tuple(outcome.batch_lrs),
         )
@@ -105,8 +112,7 @@ class EpochMixin:
         for g in self.optimizer.param_groups:  # the base LRs follow the settings and the path, every epoch
             g["base_lr"] = lrs[g["name"]]
         schedule = auto_schedule(c, fast)
-        # an automatic one-cycle runs over the current stretch of head-only epochs (its own clock)
-        first_step = self._head_phase_steps() if fast and c.schedule.name == "auto" else self.global_step
+        first_step = self._schedule_steps(fast, c)  # steps since the schedule (re)started: lr_plan.py
         weights = None
         if c.sampler == "balanced":
             counts = np.bincount(train.labels, minlength=self.data.num_classes).astype(np.float64)
@@ -141,6 +147,7 @@ class EpochMixin:
             deferred=self._deferred_reads() and (dist is None or not dist.active),
             finite=dist.all_finite if dist is not None and dist.active else None,
             precondition=precondition,
+            lr_group=self._head_group(),
         )
 
     def _head_preconditioner(self, features: torch.Tensor) -> HeadPreconditioner | None:
@@ -151,6 +158,28 @@ class EpochMixin:
         if self._preconditioner is None or not self._preconditioner.fresh_for(self.model.head, features):
             self._preconditioner = HeadPreconditioner.for_head(self.model.head, features)
         return self._preconditioner
+
+    def _to_last_good_step(self, epoch: int, fast: bool, criterion, snapshot, opt_state, first) -> EpochOutcome:
+        """The epoch left the weights non-finite (an update overflowed before any loss did). Go back to
+        its start (weights, BatchNorm statistics, optimizer state) and run it again, seeded as before, with
+        a StepGuard that stops before the step that broke them: the epoch then keeps its good steps, as
+        a stopped epoch. Costs a copy per step, so only this rare path pays it."""
+        with torch.no_grad():
+            self.model.module.load_state_dict(snapshot, strict=False)
+        self.optimizer.load_state_dict(opt_state)
+        c = self.config
+        self.placement.seed(c.seed * 1_000_003 + epoch)  # the same draws as the first run
+        plan = self._plan(epoch, fast, criterion, torch.Generator().manual_seed(c.seed * 7919 + epoch))
+        plan.deferred = False  # eager: every step is checked on the host
+        plan.step_guard = guards.StepGuard(self.optimizer, self.model.head if fast else self.model.module)
+        self._set_train_mode(fast)
+        again = train_epoch(plan, EventBus(), self.control)  # quiet: the views saw the first run's batches
+        again.paused_s += first.paused_s
+        return again
+
+    def _head_group(self) -> int:
+        """The head's param group (the LR the history records per batch); the last group if it has none."""
+        return next((i for i, g in enumerate(self.optimizer.param_groups) if g["name"] == self._head_name()), -1)
 
     def _untouched(self, trainable: list[str], saved: dict[str, tuple[float, float]]) -> None:
         """An epoch that took no step gives back what its start changed: the blocks a progressive
@@ -178,15 +207,6 @@ class EpochMixin:
         with torch.random.fork_rng(devices=self.placement.rng_devices()):  # the epoch's draws stay its own
             self.placement.amp_measured[key] = measure_autocast(step, self.device, list(self.model.module.buffers()),
                                                                 params)
-
-    def _head_phase_steps(self) -> int:
-        """Steps taken in the epochs since training last went through the body (head-only ones)."""
-        steps = 0
-        for r in reversed(self.history):
-            if not r.fast_path:
-                break
-            steps += r.batches
-        return steps
 
     def _deferred_reads(self) -> bool:
         """Read losses on the host once per logging interval instead of every batch: on CUDA,
@@ -229,12 +249,13 @@ class EpochMixin:
     def _head_name(self) -> str:
         return self.model.block_names[-1]
 
-    def path(self, config=None) -> tuple[bool, str]:
-        """Whether the next epoch trains on cached features (the fast path), and why (not)."""
+    def path(self, config=None, trainable: list[str] | None = None) -> tuple[bool, str]:
+        """Whether the next epoch trains on cached features (the fast path), and why (not); for other
+        settings or trainable blocks when given."""
         c = config or self.config
         if not c.fast_path:
             return False, "fast path turned off (fast_path=False)"
-        body_trainable = [n for n in self.trainable if n != self._head_name()]
+        body_trainable = [n for n in (self.trainable if trainable is None else trainable) if n != self._head_name()]
         if body_trainable:
             return False, f"{len(body_trainable)} block(s) below the head train"
         if self.model.kind == "image" and c.augment.active:
@@ -289,7 +310,7 @@ class EpochMixin:
                 return self.find_lr(start, end, steps, progress=False)
 
         lrs = check_range(start, end, steps)
-        self.control.acquire("finding the learning rate")
+        self.control.acquire("finding the learning rate (find_lr)")
         self._record("find_lr", start=float(start), end=float(end), steps=int(steps))
         weights = {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}
         opt_state = copy.deepcopy(self.optimizer.state_dict())
@@ -340,7 +361,7 @@ class EpochMixin:
             raise ConfigError(f"fit_head needs the head alone on cached features, but the next epoch is a full "
                               f"forward ({why}). Freeze the body first: session.freeze('head').")
         linear = linear_head(self.model.head)
-        self.control.acquire("fitting the head")
+        self.control.acquire("fitting the head (fit_head)")
         started = time.perf_counter()
         try:
             epoch, criterion = self.epoch + 1, self._epoch_criterion()
@@ -363,7 +384,7 @@ class EpochMixin:
                 fast_path=True, path_reason=(f"exact head fit: logistic regression by L-BFGS, {fit.iterations} "
                                              f"iterations, C={fit.C:g}" + (f" by 3-fold CV on train ({cv})" if cv else "")),
                 epoch_time_s=time.perf_counter() - started, samples_per_s=len(y) / max(time.perf_counter() - started, 1e-9),
-                batches=1, num_batches=1, batch_losses=(fit.loss,), batch_lrs=(self.optimizer.param_groups[-1]["lr"],),
+                batches=1, num_batches=1, batch_losses=(fit.loss,), batch_lrs=(self.optimizer.param_groups[self._head_group()]["lr"],),
             )
             self.history.append(result)
             self._record("fit_head", C=jsonable(C))

@@ -147,6 +147,8 @@ def run_recipe(recipe: dict[str, Any], base, out, *, resume: bool = False, check
             n = step["epochs"]
             skip = min(n, done)
             done -= skip
+            if n > skip:  # one epoch at a time (a checkpoint after each): the plan must cover them all first
+                session.extend_plan(n - skip)
             for i in range(skip, n):
                 last = i == n - 1
                 session.fit(1, progress=False, stop_after=step.get("stop_after") if last else None)

@@ -18,6 +18,7 @@ import torch
 from ..errors import DataError, TrainingError
 from .control import RunControl
 from .events import BatchEnd, EventBus
+from .guards import StepGuard
 
 ARGMAX_CHUNK = 32  # batches whose train predictions are taken in one argmax
 
@@ -45,6 +46,9 @@ class EpochPlan:
     finite: Callable[[torch.Tensor], bool] | None = None
     # turns the gradients into the step's direction between backward and step (precondition.py)
     precondition: Callable[[], None] | None = None
+    # takes back a step that leaves the weights non-finite (guards.StepGuard; a re-run only: it copies per step)
+    step_guard: StepGuard | None = None
+    lr_group: int = -1  # the param group whose LR the history records per batch (the head's)
 
 
 @dataclass
@@ -58,6 +62,7 @@ class EpochOutcome:
     batch_lrs: list[float] = field(default_factory=list)
     stopped: str | None = None
     error: BaseException | None = None  # the fault that ended the epoch, if any
+    paused_s: float = 0.0  # time held by pause(): not training time
 
 
 def rows_of(t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -95,14 +100,15 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
     b = 0
     try:
         for b, idx in enumerate(plan.batches):
-            while not control.go.is_set() and not control.stop_flag.is_set():  # paused: wait between batches
-                control.go.wait(0.05)
+            out.paused_s += control.wait_while_paused()  # paused: wait between batches (not counted as time)
             if control.stop_flag.is_set() or b == control.stop_after:
                 out.stopped = f"{control.stop_reason} after batch {b}/{n_batches}"
                 break
             set_lrs(plan.optimizer, plan.lr_factor(plan.first_step + b))
             if saved:
                 torch._foreach_copy_(saved, plan.buffers)  # one fused copy (a multi-tensor kernel on CUDA)
+            if plan.step_guard is not None:
+                plan.step_guard.save()
             try:
                 loss, logits = train_batch(plan, idx, labels_of(idx), trainable, guard)
             except Exception as exc:  # the model is still at the last completed step
@@ -113,16 +119,20 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
                 _restore(plan.buffers, saved)
                 out.stopped = f"non-finite loss at batch {b + 1}/{n_batches}"
                 break
+            if plan.step_guard is not None and not plan.step_guard.finite():  # this step broke the weights
+                plan.step_guard.restore()
+                out.stopped = f"weights became non-finite at batch {b + 1}/{n_batches}"
+                break
             losses.append(loss.detach())
             pending.append(logits.detach())
             if len(pending) == ARGMAX_CHUNK:
                 predicted.append(torch.cat(pending).argmax(1))
                 pending.clear()
-            out.batch_lrs.append(plan.optimizer.param_groups[-1]["lr"])
+            out.batch_lrs.append(plan.optimizer.param_groups[plan.lr_group]["lr"])
             if events.batch_due(last=b + 1 == n_batches):
                 if guard is not None and guard.tripped():  # a host sync, at most ~5 per second
                     break
-                _emit_batch_end(plan, events, float(losses[-1]), b + 1, start)
+                _emit_batch_end(plan, events, float(losses[-1]), b + 1, start + out.paused_s)
         if guard is not None and not guard.fired:
             guard.tripped()  # the end-of-epoch check
     except KeyboardInterrupt:  # the notebook's Interrupt button: stop here, like stop()
@@ -141,7 +151,7 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
         done = guard.first_bad(values)
         out.stopped = f"non-finite loss at batch {done + 1}/{n_batches}"
         del out.batch_lrs[done:]
-    out.seconds = time.perf_counter() - start
+    out.seconds = time.perf_counter() - start - out.paused_s
     sizes = [len(i) for i in plan.batches[:done]]
     out.batches, out.samples = done, sum(sizes)
     if done:

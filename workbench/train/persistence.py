@@ -54,6 +54,7 @@ class StateMixin:
         several machines, or CPU processes); see workbench.train.script.write_script."""
         from .script import write_script
 
+        self.control.check_idle("write a script")
         return write_script(self, path, **options)
 
     def predict(self, items):
@@ -61,6 +62,7 @@ class StateMixin:
         preprocessing as the valid split (workbench.models.export)."""
         from ..models.export import predict
 
+        self.control.check_idle("predict")  # it would put the training model in eval mode mid-epoch
         return predict(self.model, self.data.classes, items, device=self.device)
 
     def export(self, folder, format: str = "native"):
@@ -75,8 +77,9 @@ class StateMixin:
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs, as plain values and CPU tensors that share nothing with the
         live session: weights, optimizer, schedule position (the history), freeze plan, pending
-        changes, predictions, early-stopping state. RNG state needs no saving: every epoch seeds
+        changes, predictions, early-stopping state, where the LR schedule started. RNG state needs no saving: every epoch seeds
         itself from (seed, epoch)."""
+        self.control.check_idle("take a state_dict()")  # mid-epoch weights would not match the history
         m, d = self.model, self.data
         pending = {k: (state.freeze_spec_to_json(v) if k == "freeze" else dict(v)) for k, v in self._pending.items()}
         return {
@@ -98,6 +101,7 @@ class StateMixin:
             "previous_predictions": state.predictions_to_dict(self.previous_predictions),
             "early_stopping": self.early_stopping.to_dict(),
             "recording": copy.deepcopy(self.recording),
+            "schedule": {"start_step": self._schedule_start},  # where the LR schedule (re)started: lr_plan.py
             "rng": {"seeding": "per epoch: torch seed*1000003+epoch, batch order seed*7919+epoch"},
         }
 
@@ -126,6 +130,7 @@ class StateMixin:
             self.predictions, self.previous_predictions = checked.predictions, checked.previous_predictions
             self.early_stopping = EarlyStopping(checked.best)
             self.recording = copy.deepcopy(checked.recording)
+            self._schedule_start = checked.schedule_start
             if isinstance(sd.get("name"), str):
                 self.name = sd["name"]
             self._body_version += 1  # the cached features were computed from other weights

@@ -49,7 +49,7 @@ class EpochResult:
     trainable: tuple[str, ...]
     fast_path: bool
     path_reason: str
-    epoch_time_s: float  # wall time of the whole epoch: feature-cache build, training, evaluation
+    epoch_time_s: float  # wall time of the whole epoch (feature-cache build, training, evaluation), pauses left out
     samples_per_s: float  # training samples per second of training time
     batches: int
     num_batches: int

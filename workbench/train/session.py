@@ -14,6 +14,7 @@ took none) nothing changed at all (docs/ARCHITECTURE.md, "Faults").
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from .early_stopping import EarlyStopping
 from .epoch import EpochMixin
 from .persistence import StateMixin
 from .events import ConfigChange, EventBus, FitEnd, FitStart
+from .lr_plan import LrPlanMixin
 from .optim import make_optimizer
 from .placement import Placement, place_model
 from .precondition import HeadPreconditioner, linear_only
@@ -39,7 +41,7 @@ from .records import EpochResult, Predictions, history_frame
 REBUILD = ("optimizer", "momentum", "nesterov", "weight_decay")
 
 
-class Session(EpochMixin, StateMixin):
+class Session(EpochMixin, StateMixin, LrPlanMixin):
     """Fine-tune `model` on `data`, one epoch at a time. See TrainConfig for the settings."""
 
     def __init__(self, data, model, *, freeze: Any = "head", name: str | None = None, **settings: Any) -> None:
@@ -62,7 +64,9 @@ class Session(EpochMixin, StateMixin):
         self._freeze_spec = freeze
         self.control = RunControl()
         self._pending: dict[str, Any] = {}
+        self._pending_lock = threading.Lock()  # a change queued from one thread while an epoch starts in another
         self._body_version = 0  # bumps whenever weights below the head may have changed
+        self._schedule_start = 0  # the step the LR schedule started at (lr_plan.py)
         self.early_stopping = EarlyStopping()
         self.cache = FeatureCache()
         self._preconditioner: HeadPreconditioner | None = None  # derived from the cached features
@@ -140,9 +144,10 @@ class Session(EpochMixin, StateMixin):
         that will train in the next epoch.
         """
         trainable = freezing.trainable_blocks(self.model, spec, epoch=self.epoch)
-        with self.control.unless_busy() as free:
+        with self._pending_lock, self.control.unless_busy("changing the freeze plan") as free:
             if free:
                 self._freeze_spec = spec
+                self._pending.pop("freeze", None)  # a plan queued earlier is replaced by this one
                 self._sync_freeze(trainable)
                 self._record("freeze", spec=state.freeze_spec_to_json(spec))
             else:
@@ -153,18 +158,21 @@ class Session(EpochMixin, StateMixin):
     def configure(self, **settings: Any) -> TrainConfig:
         """Change settings (lr, optimizer, loss, ...). Validated now; applied now, or between epochs
         if training is running. Returns the settings the next epoch will use."""
-        merged = {**self._pending.get("config", {}), **settings}
-        new = self.config.replace(**merged)
-        criterion_for(new, self.data)
-        if new.head_dropout is not None:
-            check_head_dropout(self.model)
-        resolve_device(new.device)  # refused now if that device is not here
-        with self.control.unless_busy() as free:
-            if free:
-                self._apply_config(new)
-                self._record("configure", settings=jsonable(settings))
-            else:
-                self._pending["config"] = merged
+        with self._pending_lock:
+            merged = {**self._pending.get("config", {}), **settings}
+            new = self.config.replace(**merged)
+            criterion_for(new, self.data)
+            if new.head_dropout is not None:
+                check_head_dropout(self.model)
+            resolve_device(new.device)  # refused now if that device is not here
+            with self.control.unless_busy("changing settings") as free:
+                if free:  # with any change still queued from a run: it would otherwise undo this one later
+                    self._apply_config(new)
+                    self._pending.pop("config", None)
+                    self._record("configure", settings=jsonable(merged))
+                    self._schedule_set(merged)
+                else:
+                    self._pending["config"] = merged
         self._changed("settings", pending=not free)
         return new
 
@@ -195,7 +203,7 @@ class Session(EpochMixin, StateMixin):
                 return self.fit(epochs, progress=False, stop_after=stop_after)
         if stop_after is not None:
             stop_after = integer("stop_after", stop_after, low=0, hint="Batches of the last epoch to train.")
-        self.control.acquire("training")
+        self.control.acquire(f"training (fit({epochs}))")
         first, results, reason = self.epoch, [], "error"
         self._epoch_at_fit = first
         # Denormal floats made CPU epochs 35x slower here (0.6 s -> 22 s for the same epoch).
@@ -217,6 +225,8 @@ class Session(EpochMixin, StateMixin):
             if self.control.stop_flag.is_set():
                 return results, "stopped"
             self.control.stop_after = stop_after if e == epochs - 1 else None
+            self._apply_pending()
+            self._cover(epochs - e)  # a plan that ends before this fit does is extended first (lr_plan.py)
             try:
                 result = self._run_epoch()
             except Exception:
@@ -258,6 +268,7 @@ class Session(EpochMixin, StateMixin):
             freezing.describe(self.model, self.trainable, self.config.bn_policy, self._lr(), self.config.lr_decay),
             f"optimizer: {self.config.optimizer}  lr: {self._describe_lr()}  schedule: {self._describe_schedule()}  "
             f"loss: {self.criterion()!r}  device: {self.device}",
+            f"next epoch: {self.next_epoch_lr().words()}",
             f"path: {'cached features' if fast else 'full forward'} ({why})",
             *([self._describe_preconditioning()] if fast else []),
             f"mixed precision: {self._describe_amp(fast)}",
@@ -269,6 +280,7 @@ class Session(EpochMixin, StateMixin):
         weights: the cached features the fast path trains on (computed once per body state)."""
         if split not in ("train", "valid"):
             raise ConfigError(f"split={split!r} is unknown. Use 'train' or 'valid'.")
+        self.control.check_idle(f"read the {split} features")  # they would put the training model in eval mode
         return self._features(split)
 
     def criterion(self):
@@ -360,10 +372,12 @@ class Session(EpochMixin, StateMixin):
             self.model.set_head_dropout(new.head_dropout)
 
     def _apply_pending(self) -> None:
-        pending, self._pending = self._pending, {}
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
         if "config" in pending:
             self._apply_config(self.config.replace(**pending["config"]))
             self._record("configure", settings=jsonable(pending["config"]))
+            self._schedule_set(pending["config"])
         if "freeze" in pending:
             self._freeze_spec = pending["freeze"]
             self._record("freeze", spec=state.freeze_spec_to_json(pending["freeze"]))

@@ -94,6 +94,7 @@ class CheckedState:
     previous_predictions: Predictions | None
     recording: list[dict[str, Any]]
     best: tuple[float, int, dict[str, torch.Tensor], Predictions | None] | None
+    schedule_start: int = 0  # the step the LR schedule started at (train/lr_plan.py)
 
 
 def check_state(sd: Any, model, data) -> CheckedState:
@@ -155,7 +156,19 @@ def _check_state(sd: Any, model, data, source: str | None) -> CheckedState:
         predictions=predictions_from_dict(sd["predictions"], n, k, "predictions"),
         previous_predictions=predictions_from_dict(sd["previous_predictions"], n, k, "previous predictions"), best=best,
         recording=check_recording(sd["recording"], source or "the session state"),
+        schedule_start=_schedule_start(sd.get("schedule"), sum(r.batches for r in history)),
     )
+
+
+def _schedule_start(value: Any, steps: int) -> int:
+    """Where the LR schedule started: a step 0..steps (a state without it, from before: 0)."""
+    if value is None:
+        return 0
+    start = value.get("start_step") if isinstance(value, dict) else None
+    if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= steps:
+        raise CheckpointError(f"The saved LR schedule position {value!r} is not understood: it must be "
+                              f"{{'start_step': a step 0..{steps}}}, the history's steps.")
+    return start
 
 
 def _dict(sd: dict, key: str) -> dict:

@@ -30,7 +30,9 @@ from ..train.events import (
     FitStart,
     Progress,
 )
+from ..train.lr_finder import check_range
 from ..train.records import EpochResult
+from ..validate import integer
 from .code import CodeCopy
 from .common import (
     STYLE,
@@ -147,7 +149,7 @@ class TrainingDashboard(W.VBox):
     @guarded()
     def train(self, epochs: int) -> None:
         """Train `epochs` epochs in the background (the Train N button)."""
-        epochs = int(epochs)
+        epochs = integer("epochs", epochs, low=1, hint="The number of epochs to train, e.g. dashboard.train(3).")
         self._start(lambda: self._fit_words(self.session.fit(epochs, progress=False)))
 
     @guarded()
@@ -158,6 +160,7 @@ class TrainingDashboard(W.VBox):
     @guarded()
     def find_lr(self, start: float = 1e-7, end: float = 10.0, steps: int = 100) -> None:
         """Run the LR range test in the background and show its curve with a "Use it" button."""
+        check_range(start, end, steps)  # a bad range is refused here, before the thread starts
         self._start(lambda: self._show_lr_finder(self.session.find_lr(start, end, steps, progress=False)))
 
     @guarded()
@@ -396,7 +399,7 @@ class TrainingDashboard(W.VBox):
         pending = " · changes queued for the next epoch" if s.has_pending_changes else ""
         self.decisions.value = (
             f'<div class="wb-muted">next epoch: <b>{"cached features" if fast else "full forward"}</b> ({esc(why)}) · '
-            f"LR {esc(s._describe_lr())} · schedule {esc(s._describe_schedule())} · "
+            f"{esc(s.next_epoch_lr().words())} · "  # the LR that runs (lr_plan.py), not the setting
             + ("preconditioned head · " if fast and s.preconditions_head() else "")
             + f"{len(s.trainable)} of {len(s.model.blocks)} blocks train{esc(pending)}</div>")
         self.fit_head_button.disabled = self.training or s.running

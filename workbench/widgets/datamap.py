@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import ipywidgets as W
+import numpy as np
 import traitlets
 
 from ..analysis import ErrorAnalysis
 from ..analysis.embedding import Embedding, available_methods
 from ..plots import class_palette
+from ..validate import sample_id
 from .common import STYLE, MessageBox, Painter, esc, guarded
 from .gallery import ThumbnailCache, gallery_html
 from .scatter import ScatterCanvas
@@ -79,7 +81,9 @@ class DataMap(W.VBox):
         """Select these validation ids (as a lasso would) and show them."""
         emb = self._need_embedding()
         position = {int(i): n for n, i in enumerate(emb.ids)}
-        self.canvas.selected = [position[int(i)] for i in ids if int(i) in position]
+        picked = [sample_id("select id", i, position, hint="Ids are positions in the valid split, as the map shows them.")
+                  for i in ([ids] if isinstance(ids, (int, np.integer)) else ids)]
+        self.canvas.selected = [position[i] for i in picked]
 
     def select_polygon(self, polygon: Sequence[Sequence[float]]) -> list[int]:
         """Select the points inside a polygon in map coordinates (the lasso's twin); returns their ids."""

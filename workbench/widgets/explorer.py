@@ -24,6 +24,7 @@ from matplotlib.colors import to_hex
 
 from ..analysis import ErrorAnalysis
 from ..plots import rank_by_confusion
+from ..validate import whole
 from .common import STYLE, MessageBox, Painter, esc, guarded, table_html
 from .gallery import CardGallery, ThumbnailCache, gallery_html
 
@@ -206,22 +207,22 @@ class ErrorExplorer(W.VBox):
     @guarded()
     def explain(self, sample_id: int) -> None:
         """Why did the model decide so for this sample (a card's picture or Why? button): the Why tab."""
-        self.why.show(int(sample_id))
+        self.why.show(sample_id)  # checked there: an int id, never coerced
         self.explain_tabs.selected_index = 0
 
     @guarded()
     def flag(self, ids, note: str = "label looks wrong") -> None:
         """Mark samples whose given label looks wrong; `errors.flagged` (this explorer's list) holds them."""
         a = self._need()
-        for i in ([ids] if isinstance(ids, (int, np.integer)) else ids):
-            a.flag(int(i), note=note)
+        for i in a.check_ids(_ids(ids)):  # all checked before the first is flagged
+            a.flag(i, note=note)
         self._show_flags()
 
     @guarded()
     def unflag(self, ids) -> None:
         a = self._need()
-        for i in ([ids] if isinstance(ids, (int, np.integer)) else ids):
-            a.unflag(int(i))
+        for i in [whole("unflag id", i) for i in _ids(ids)]:
+            a.unflag(i)
         self._show_flags()
 
     @guarded()
@@ -229,8 +230,9 @@ class ErrorExplorer(W.VBox):
         """Flag a sample with the label it should have ("relabel as <class>" in the CSV's note)."""
         a = self._need()
         name = a.classes[a._class_index(label)]
-        a.unflag(int(sample_id))
-        a.flag(int(sample_id), note=f"relabel as {name}")
+        sample_id = a.check_ids([sample_id])[0]
+        a.unflag(sample_id)
+        a.flag(sample_id, note=f"relabel as {name}")
         self._show_flags()
 
     @guarded()
@@ -389,3 +391,8 @@ class ErrorExplorer(W.VBox):
 def _short(name: str, width: int = 10) -> str:
     name = str(name)
     return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _ids(ids) -> list:
+    """One id or several, as given: each is checked where it is used (an int id, never coerced)."""
+    return list(ids) if isinstance(ids, (list, tuple, set, np.ndarray)) else [ids]

@@ -2,7 +2,9 @@
 
 No server and no port: a background thread polls the folder's metrics.jsonl (train/runlog.py)
 and, when lines arrived, redraws the same figure the Training dashboard draws. It stops by itself
-when the run writes its last line, or with `stop()`.
+when the run writes its last line, or with `stop()`. Bad lines and an unreadable run.json are
+skipped and reported on the status line; the watcher never dies of them, and the status says
+"running" only while it follows.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import ipywidgets as W
 
 from .. import plots
 from ..train.runlog import RunLog
-from .common import STYLE, esc, start_worker, table_html
+from .common import STYLE, esc, log, start_worker, table_html
 
 
 class Follow(W.VBox):
@@ -28,42 +30,84 @@ class Follow(W.VBox):
         self.table = W.HTML()
         self._figure = plots.TrainingPlot()
         self._halt = threading.Event()
+        self.error: str | None = None  # why the last refresh failed (shown; the watcher goes on)
+        self._thread: threading.Thread | None = None
         super().__init__([W.HTML(STYLE), self.status, self.plot, self.table])
         self.add_class("wb-follow")
         self.refresh(force=True)
         self._thread = start_worker(self._watch, name="workbench-follow", stop=self._halt.set)
 
+    @property
+    def following(self) -> bool:
+        """True while the watcher thread reads the folder."""
+        return self._thread is not None and self._thread.is_alive() and not self._halt.is_set()
+
     def refresh(self, force: bool = False) -> bool:
-        """Read new lines and redraw if any arrived (the thread calls it every interval)."""
-        if not self.run.poll() and not force:
+        """Read new lines and redraw if any arrived (the thread calls it every interval). Never
+        raises: a failure is shown on the status line and the next refresh tries again."""
+        try:
+            changed = self._refresh(force)
+            self.error = None
+            return changed
+        except Exception as exc:  # noqa: BLE001 - a bug or a file we cannot draw: say so, keep following
+            self.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            log.warning("wb.follow could not show %s: %s", self.run.folder, self.error)
+            self._show_status()
             return False
-        log = self.run
-        live = (*log.live_epoch, list(log.live)) if log.live else None
-        self.plot.value = plots.png(self._figure.update(log.history, live=live))
+
+    def _refresh(self, force: bool) -> bool:
+        if not self.run.poll() and not force:
+            self._show_status()  # the run.json, the watcher's state: they may change without new lines
+            return False
+        run = self.run
+        live = (*run.live_epoch, list(run.live)) if run.live else None
+        self.plot.value = plots.png(self._figure.update(run.history, live=live))
         rows = [[r.epoch, f"{r.train_loss:.4f}", _num(r.valid_loss), _num(r.valid_accuracy, 3), r.batches,
-                 f"{r.epoch_time_s:.1f}", r.stopped or ""] for r in log.history[-8:]]
+                 f"{r.epoch_time_s:.1f}", r.stopped or ""] for r in run.history[-8:]]
         self.table.value = table_html(["epoch", "train loss", "valid loss", "valid acc", "batches", "time s", "note"],
                                       rows) if rows else ""
-        d = log.description
-        where = f"{d.get('processes', '?')} process(es), global batch {d.get('global_batch_size', '?')}" if d else "starting"
-        now = (f"epoch {log.live_epoch[0]} · batch {log.last_batch['batch']}/{log.last_batch['num_batches']}"
-               if log.live and log.last_batch else f"{len(log.history)} epochs done")
-        state = "finished" if log.finished else "running"
-        self.status.value = f'<span class="wb-muted">{esc(str(log.folder))}: {esc(state)} · {esc(where)} · {esc(now)}</span>'
+        self._show_status()
         return True
+
+    def _show_status(self) -> None:
+        run = self.run
+        d = run.description
+        where = f"{d.get('processes', '?')} process(es), global batch {d.get('global_batch_size', '?')}" if d else "starting"
+        now = (f"epoch {run.live_epoch[0]} · batch {run.last_batch['batch']}/{run.last_batch['num_batches']}"
+               if run.live and run.last_batch else f"{len(run.history)} epochs done")
+        state = ("finished" if run.finished else "running" if self._thread is None or self.following
+                 else "not following (stopped): call wb.follow(folder) again to go on")
+        notes = []
+        if run.problems:
+            notes.append(f"{len(run.problems)} problem(s) reading the folder, skipped; last: {run.problems[-1]}")
+        if self.error:
+            notes.append(f"could not draw: {self.error}")
+        extra = "".join(f'<br><span class="wb-follow-problem" style="color:#8a5a00">{esc(n)}</span>' for n in notes)
+        self.status.value = (f'<span class="wb-muted">{esc(str(run.folder))}: {esc(state)} · {esc(where)} · '
+                             f"{esc(now)}</span>{extra}")
 
     def stop(self) -> None:
         """Stop following (the run goes on)."""
         self._halt.set()
+        self._show_status()
 
     def wait(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def _watch(self) -> None:
-        while not self._halt.wait(self.interval_s):
-            self.refresh()
-            if self.run.finished:
-                return
+        """Poll until the run ends or stop(); refresh() never raises, so the loop cannot die of a bad file."""
+        try:
+            while not self._halt.wait(self.interval_s):
+                self.refresh()
+                if self.run.finished:
+                    return
+        finally:
+            self._halt.set()
+            try:
+                self._show_status()
+            except Exception:  # noqa: BLE001 - the last word on the status line must not kill the thread's exit
+                log.exception("wb.follow: status line")
 
 
 def follow(folder, interval_s: float = 1.0) -> Follow:

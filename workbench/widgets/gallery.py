@@ -19,6 +19,7 @@ import anywidget
 import traitlets
 from PIL import Image
 
+from ..validate import whole
 from .common import esc
 
 THUMB = 96  # px, longest side of the encoded thumbnail (shown at 128 px, pixelated)
@@ -181,4 +182,7 @@ class CardGallery(anywidget.AnyWidget):
 
     def click(self, sample_id: int, action: str = "why", label: int | None = None) -> None:
         """What a click on card `sample_id` sends (the page's twin)."""
-        self.clicked = {"id": int(sample_id), "action": action, "label": label, "n": next(self._count)}
+        sample_id = whole("sample_id", sample_id, hint="The id shown on the card.")
+        if label is not None:
+            label = whole("label", label, hint="A class index.")
+        self.clicked = {"id": sample_id, "action": action, "label": label, "n": next(self._count)}

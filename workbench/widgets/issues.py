@@ -80,7 +80,7 @@ class LabelIssuesView(W.VBox):
     def flag_top(self, n: int = 10) -> list[int]:
         """Flag the top n validation label issues in the explorer's list (a note says why)."""
         analysis = self._need()
-        ids = analysis.flag_label_issues(n=int(n))
+        ids = analysis.flag_label_issues(n=n)  # checked there: a whole number >= 1
         self._on_flagged()
         self.message.show(f"Flagged {len(ids)} validation samples for review (see Flagged; Export writes the CSV).", "ok")
         return ids

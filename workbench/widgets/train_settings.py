@@ -226,7 +226,8 @@ class SettingsPanel(W.Accordion):
             for name, w in self.inputs.items():
                 value = by_name[name].read(s)
                 if name == "lr":
-                    w.show(value, s._lr(), f"next epoch: {s._describe_lr()}")
+                    auto = f" · base {s._describe_lr()}" if value is None else ""
+                    w.show(value, s._lr(), f"next epoch: {s.next_epoch_lr().words()}{auto}")  # what runs
                     continue
                 if name == "batch_size" and value not in w.options:
                     w.options = sorted({*w.options, value})

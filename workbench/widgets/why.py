@@ -56,9 +56,9 @@ class WhyPanel(W.VBox):
         if not hasattr(self.session, "model"):  # a stand-in holding predictions only (replays, tests)
             self.message.show("This view holds predictions only, no model to explain.", "info")
             return
-        pair = explain_many(self.session, [int(index), int(index)], ["true", "pred"])  # validates first
+        pair = explain_many(self.session, [index, index], ["true", "pred"])  # validates first: an int, never coerced
         analysis = ErrorAnalysis.from_session(self.session)
-        table = analysis.neighbours(int(index), k=self.k)
+        table = analysis.neighbours(index, k=self.k)
         self.message.clear()
         self._stale = False
         self.explained, self.neighbours = pair, table
