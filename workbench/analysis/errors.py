@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..safety import spreadsheet_safe
+from .dynamics_views import DynamicsViews, from_kept_epoch
 from .feature_views import FeatureViews
 
 
@@ -27,22 +28,25 @@ class Flips:
     wrong_to_right: np.ndarray  # ids wrong before, correct now
 
 
-class ErrorAnalysis(FeatureViews):
+class ErrorAnalysis(FeatureViews, DynamicsViews):
     """Confusion matrix, per-cell samples, top losses, most-confused pairs, per-class scores;
-    from the pooled features (FeatureViews): neighbours, label issues, a 2-D map."""
+    from the pooled features (FeatureViews): neighbours, label issues, a 2-D map; from the training
+    dynamics (DynamicsViews): the data map, forgetting, AUM and a combined train label-issue ranking."""
 
     def __init__(self, labels: np.ndarray, probs: np.ndarray, losses: np.ndarray, ids: np.ndarray,
-                 classes: Sequence[str], epoch: int | None = None, sample_ids: Sequence[str] | None = None) -> None:
+                 classes: Sequence[str], epoch: int | None = None, sample_ids: Sequence[str] | None = None,
+                 predicted: np.ndarray | None = None) -> None:
         self.labels, self.probs, self.losses, self.ids = labels, probs, losses, ids
         self.sample_ids = None if sample_ids is None else list(sample_ids)  # file path or row id, per row
         self.classes = list(classes)
         self.epoch = epoch
-        self.predicted = probs.argmax(axis=1)
+        self.predicted = probs.argmax(axis=1) if predicted is None else np.asarray(predicted, dtype=np.int64)
         k = len(self.classes)
         self.confusion_matrix = np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
         self.flagged: list[dict[str, object]] = []
         self._position = {int(i): n for n, i in enumerate(ids)}
         self._init_feature_views()
+        self._init_dynamics_views()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -73,14 +77,20 @@ class ErrorAnalysis(FeatureViews):
         return cls(y, probs, losses_arr, ids_arr, classes, epoch, sample_ids)
 
     @classmethod
-    def from_session(cls, session) -> ErrorAnalysis:
+    def from_session(cls, session, epoch: int | None = None) -> ErrorAnalysis:
+        """The session's latest validation predictions; or, with `epoch`, those of an earlier epoch as
+        the session kept them (session.dynamics: see dynamics_views.from_kept_epoch)."""
         p = session.predictions
         if p is None:
             raise ConfigError("The session has no predictions yet: train an epoch first (session.step()).")
+        if epoch is not None and int(epoch) != p.epoch:
+            return from_kept_epoch(cls, session, int(epoch))
         analysis = cls.from_predictions(p.labels, p.logits, session.data.classes, ids=p.ids, losses=p.losses,
                                         epoch=p.epoch)
         analysis.sample_ids = [session.data.sample_id(int(i), "valid") for i in p.ids]
         analysis.attach_session(session)  # features for neighbours / label issues / map, read on first use
+        if hasattr(session, "dynamics"):  # a stand-in session (tests, replays) may have none
+            analysis.attach_dynamics(session.dynamics, session.train_labels, session.data.train.labels)
         return analysis
 
     # ---- numbers ----------------------------------------------------------------------------

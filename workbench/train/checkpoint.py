@@ -30,6 +30,7 @@ from .state import KEYS, STATE_FORMAT
 
 FILES = ("model.safetensors", "state.pt", "session.json")
 TENSOR_KEYS = ("optimizer", "predictions", "previous_predictions")  # -> state.pt
+OPTIONAL_TENSOR_KEYS = ("dynamics",)  # -> state.pt when present (older checkpoints have none)
 
 
 def save(sd: dict[str, Any], path) -> Path:
@@ -63,10 +64,10 @@ def _write(sd: dict[str, Any], folder: Path) -> None:
     best = sd["early_stopping"]
     if best is not None:
         save_file(_contiguous(best["weights"]), str(folder / "best.safetensors"))
-    tensors: dict[str, Any] = {k: sd[k] for k in TENSOR_KEYS}
+    tensors: dict[str, Any] = {k: sd[k] for k in (*TENSOR_KEYS, *OPTIONAL_TENSOR_KEYS) if k in sd}
     tensors["best_predictions"] = None if best is None else best["predictions"]
     torch.save(tensors, folder / "state.pt")
-    meta = {k: v for k, v in sd.items() if k not in (*TENSOR_KEYS, "model", "early_stopping")}
+    meta = {k: v for k, v in sd.items() if k not in (*TENSOR_KEYS, *OPTIONAL_TENSOR_KEYS, "model", "early_stopping")}
     meta["early_stopping"] = None if best is None else {"valid_loss": best["valid_loss"], "epoch": best["epoch"]}
     (folder / "session.json").write_text(json.dumps(meta, indent=1))
     for f in folder.iterdir():  # on disk before the swap, not only in the page cache
@@ -125,7 +126,7 @@ def load(path) -> dict[str, Any]:
                               "Use another checkpoint.") from exc
     if not isinstance(tensors, dict) or any(k not in tensors for k in TENSOR_KEYS):
         raise CheckpointError(f"{folder / 'state.pt'} is incomplete. Use another checkpoint.")
-    sd = {**meta, "model": weights, **{k: tensors[k] for k in TENSOR_KEYS}}
+    sd = {**meta, "model": weights, **{k: tensors[k] for k in (*TENSOR_KEYS, *OPTIONAL_TENSOR_KEYS) if k in tensors}}
     es = meta["early_stopping"]
     if es is not None:
         if best is None:

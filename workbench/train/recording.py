@@ -3,7 +3,7 @@
 A Session appends every change that took effect to `session.recording`, in order: how the data
 and the backbone were made, the settings and freeze plan it started with, settings and freeze
 plans as they were applied (changes queued during an epoch are recorded where they took effect),
-runs of epochs, LR range tests and exact head fits. Epochs are seeded from (seed, epoch), so on the
+runs of epochs, LR range tests, exact head fits and relabels of train samples. Epochs are seeded from (seed, epoch), so on the
 CPU the cell reproduces the weights and the history bit for bit.
 """
 
@@ -90,4 +90,7 @@ def to_code(recording: list[dict[str, Any]]) -> str:
             lines.append(f"session.find_lr(start={step['start']!r}, end={step['end']!r}, steps={step['steps']})  # restores the weights")
         elif op == "fit_head":
             lines.append(f"session.fit_head({'' if step.get('C') is None else 'C=' + _value(step['C'])})")
+        elif op == "relabel":  # train label overrides from the next epoch (train/dynamics_session.py)
+            pairs = ", ".join(f"{int(i)}: {_value(str(c))}" for i, c in step["labels"])
+            lines.append(f"session.relabel({{{pairs}}})")
     return "\n".join(lines) + "\n"

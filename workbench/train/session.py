@@ -27,6 +27,7 @@ from .config import (TrainConfig, auto_lr, auto_schedule, check_compatible, chec
                      criterion_for, preconditions_head, resolve_device)
 from .control import RunControl
 from .early_stopping import EarlyStopping
+from .dynamics_session import DynamicsMixin
 from .epoch import EpochMixin
 from .persistence import StateMixin
 from .events import ConfigChange, EventBus, FitEnd, FitStart
@@ -39,7 +40,7 @@ from .records import EpochResult, Predictions, history_frame
 REBUILD = ("optimizer", "momentum", "nesterov", "weight_decay")
 
 
-class Session(EpochMixin, StateMixin):
+class Session(EpochMixin, StateMixin, DynamicsMixin):
     """Fine-tune `model` on `data`, one epoch at a time. See TrainConfig for the settings."""
 
     def __init__(self, data, model, *, freeze: Any = "head", name: str | None = None, **settings: Any) -> None:
@@ -75,6 +76,7 @@ class Session(EpochMixin, StateMixin):
             model.set_head_dropout(config.head_dropout)
         freezing.apply_freeze(model, trainable)
         self.optimizer = self._new_optimizer(config, trainable)
+        self._init_dynamics()  # per-sample training dynamics, the verify queue, pins (dynamics_session.py)
         default_name = runs.register(self)  # this kernel's runs, for wb.compare and the Compare view
         self.name = name or default_name
         # every change that took effect, in order: session.to_code() replays it (see recording.py)

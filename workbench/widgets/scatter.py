@@ -49,7 +49,28 @@ function render({ model, el }) {
     }
     if (!(x1 > x0)) { x0 -= 1; x1 += 1; }
     if (!(y1 > y0)) { y0 -= 1; y1 += 1; }
-    box = [x0, x1, y0, y1];
+    const fixed = model.get("box");
+    box = fixed && fixed.length === 4 ? fixed : [x0, x1, y0, y1];
+  }
+  function guides() {                                  // dashed lines, labels and axis titles (canvas text: never HTML)
+    ctx.save();
+    ctx.strokeStyle = "#888"; ctx.lineWidth = 1; ctx.setLineDash([5, 4]);
+    for (const [ax, ay, bx, by] of model.get("lines")) {
+      const [p, q] = toPx(ax, ay), [r, s] = toPx(bx, by);
+      ctx.beginPath(); ctx.moveTo(p, q); ctx.lineTo(r, s); ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    ctx.font = "bold 12px sans-serif";
+    for (const [x, y, text, color, align] of model.get("labels")) {
+      const [px, py] = toPx(x, y);
+      ctx.fillStyle = color || "#333"; ctx.textAlign = align || "left";
+      ctx.fillText(String(text), px, Math.min(Math.max(py, 14), H() - 16));
+    }
+    const [xt, yt] = model.get("axes");
+    ctx.font = "11px sans-serif"; ctx.fillStyle = "#555";
+    if (xt) { ctx.textAlign = "center"; ctx.fillText(String(xt), W() / 2, H() - 2); }
+    if (yt) { ctx.translate(10, H() / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center"; ctx.fillText(String(yt), 0, 0); }
+    ctx.restore();
   }
   function draw() {
     const t0 = performance.now();
@@ -78,6 +99,7 @@ function render({ model, el }) {
       }
     }
     ctx.globalAlpha = 1;
+    guides();
     ctx.lineWidth = 1.5;
     for (const set of [hi, sel]) {
       ctx.strokeStyle = set === sel ? "#ff9800" : "#000";
@@ -141,7 +163,10 @@ function render({ model, el }) {
   model.on("change:points", redraw);
   model.on("change:classes", redraw);
   model.on("change:wrong", redraw);
-  for (const name of ["selected", "highlighted", "palette", "width", "height", "radius"]) model.on("change:" + name, draw);
+  model.on("change:box", redraw);
+  for (const name of ["selected", "highlighted", "palette", "width", "height", "radius", "lines", "labels", "axes"]) {
+    model.on("change:" + name, draw);
+  }
   redraw();
 }
 export default { render };
@@ -162,6 +187,10 @@ class ScatterCanvas(anywidget.AnyWidget):
     width = traitlets.Int(520).tag(sync=True)
     height = traitlets.Int(420).tag(sync=True)
     radius = traitlets.Float(2.5).tag(sync=True)
+    box = traitlets.List(traitlets.Float()).tag(sync=True)  # [x0, x1, y0, y1]: fixed data bounds; empty = fit the points
+    lines = traitlets.List().tag(sync=True)  # [[x0, y0, x1, y1], ...] dashed guide lines in data coordinates
+    labels = traitlets.List().tag(sync=True)  # [[x, y, text, colour, "left" | "right"], ...] drawn as canvas text
+    axes = traitlets.List(traitlets.Unicode(), default_value=["", ""]).tag(sync=True)  # x and y axis titles
 
     def set_points(self, coords: np.ndarray, classes: np.ndarray, wrong: np.ndarray, palette: list[str]) -> None:
         """Replace the points (one message: traits are held and sent together)."""
