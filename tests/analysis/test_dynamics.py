@@ -161,7 +161,8 @@ def test_a_kept_epoch_gives_that_epochs_matrix_and_gallery(trained) -> None:
 def test_combined_train_issues_from_a_session(trained) -> None:
     errors = wb.ErrorAnalysis.from_session(trained)
     table = errors.label_issues("train", combine=True)
-    assert len(table) == len(trained.data.train)
+    assert len(table) == len(trained.data.train) and table["split"].eq("train").all()
+    assert list(table.columns[:3]) == ["rank", "id", "split"]
     assert {"label_quality", "aum", "confidence", "region", "flags", "agree", "score"} <= set(table.columns)
     with pytest.raises(wb.ConfigError, match="train split"):
         errors.label_issues("valid", combine=True)

@@ -97,7 +97,8 @@ def forgetting_events(correct: np.ndarray) -> np.ndarray:
 
 
 def combined_ranking(frame: pd.DataFrame, cleanlab: pd.DataFrame | None) -> pd.DataFrame:
-    """Every trained sample ranked by how likely its label is wrong, all signals together.
+    """Every trained sample ranked by how likely its label is wrong, all signals together: rank, id,
+    split, label, given_label, score, agree, flags, then each signal's values and ranks.
 
     Each signal orders the samples, most suspicious first: cleanlab's label quality (lowest first),
     AUM (lowest first), and confidence among the hard-to-learn ordering (lowest confidence first). A
@@ -122,14 +123,20 @@ def combined_ranking(frame: pd.DataFrame, cleanlab: pd.DataFrame | None) -> pd.D
     used = [s for s in SIGNALS if s in flagged]
     rows["flags"] = [", ".join(s for s in used if flagged[s].loc[i]) for i in rows.index]
     rows["agree"] = sum(flagged[s].astype(int) for s in used)
-    rows = rows.sort_values(["score", "agree"], ascending=[True, False], kind="stable")
+    rows = rows.sort_values(["score", "agree"], ascending=[True, False], kind="stable").reset_index()
     rows.insert(0, "rank", np.arange(1, n + 1))
-    return rows
+    rows.insert(2, "split", "train")
+    first = ["rank", "id", "split", "label", "given_label", "score", "agree", "flags"]
+    return rows[first + [c for c in rows.columns if c not in first]]
 
 
 def recall_at(ranking: pd.DataFrame | Sequence[int], truth: Sequence[int], fraction: float = 0.1, n: int | None = None) -> float:
-    """Share of the `truth` ids among the top `fraction` of `n` samples of a ranking (ids in order)."""
-    ids = list(ranking.index if isinstance(ranking, pd.DataFrame) else ranking)
+    """Share of the `truth` ids among the top `fraction` of `n` samples of a ranking: ids in order, or a
+    frame in ranking order (its "id" column, else its index)."""
+    if isinstance(ranking, pd.DataFrame):
+        ids = list(ranking["id"] if "id" in ranking.columns else ranking.index)
+    else:
+        ids = list(ranking)
     top = set(ids[: int(round(fraction * (n if n is not None else len(ids))))])
     truth = set(int(i) for i in truth)
     return len(top & truth) / max(len(truth), 1)

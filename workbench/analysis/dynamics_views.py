@@ -90,7 +90,7 @@ def from_kept_epoch(cls, session, epoch: int):
     analysis = cls(y, probs, kept["loss"].astype(np.float64), rows.astype(np.int64), session.data.classes, int(epoch),
                    predicted=pred)
     analysis.kept_only = True
-    analysis.sample_ids = [session.data.sample_id(int(i), "valid") for i in rows]
+    analysis.sample_ids = list(session.data.valid.ids)  # rows are the valid positions in order
     analysis.attach_session(session)
     analysis.attach_dynamics(session.dynamics, session.train_labels, session.data.train.labels)
     return analysis

@@ -1,7 +1,7 @@
 """Data made again from its recipe: the calls that built it (`data.recipe`), replayed.
 
 wb.load_data, Data.from_folder, from_torchvision and from_hf record themselves, and so does
-`.subset`; a checkpoint, `session.to_code()` and a launched script rebuild the same data from them.
+`.subset` and `.with_label_noise`; a checkpoint, `session.to_code()` and a launched script rebuild the same data from them.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ def replay(calls: list[dict[str, Any]]):
         call, args, kwargs = step.get("call"), step.get("args", []), step.get("kwargs", {})
         if call == "subset" and data is not None:
             data = data.subset(**kwargs)
+        elif call == "with_label_noise" and data is not None:
+            data = data.with_label_noise(**kwargs)
         elif call in known and data is None:
             data = known[call](*args, **kwargs)
         else:

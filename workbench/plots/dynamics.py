@@ -37,7 +37,7 @@ def data_map_figure(data_map, highlight: Sequence[int] | None = None, size: tupl
         ax.plot([x0, x1], [y0, y1], color="grey", lw=0.9, ls="--")
     counts = data_map.counts()
     for name, (tx, ty, va) in region_labels(data_map.thresholds, right).items():
-        ax.text(tx, ty, f"{name} ({counts[name]})", ha="left" if tx < right / 2 else "right", va=va, fontsize=9,
+        ax.text(tx, ty, f"{name} ({counts[name]})", ha="left" if tx < right * 0.9 else "right", va=va, fontsize=9,
                 color=REGION_COLORS[name], fontweight="bold", bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
     epochs = list(data_map.epochs)
     span = f"epochs {epochs[0]}-{epochs[-1]}" if len(epochs) > 1 else f"epoch {epochs[0]}" if epochs else "no epochs"
@@ -56,5 +56,6 @@ def region_lines(t: dict[str, float], right: float) -> list[tuple[tuple[float, f
 
 def region_labels(t: dict[str, float], right: float) -> dict[str, tuple[float, float, str]]:
     """Where each region's name goes: (x, y, vertical alignment) in data coordinates."""
-    return {"easy-to-learn": (0.005, 1.0, "top"), "hard-to-learn": (0.005, 0.0, "bottom"),
+    # where no sample can be: a high variability needs a confidence away from 0 and 1 (std <= sqrt(c(1 - c)))
+    return {"easy-to-learn": (t["variable_above"] + 0.01, 1.0, "top"), "hard-to-learn": (right * 0.99, 0.0, "bottom"),
             "ambiguous": (right * 0.99, (t["hard_below"] + 1.0) / 2, "center")}

@@ -77,7 +77,7 @@ class DynamicsMapView(W.VBox):
             self.canvas.box = [0.0, right, -0.02, 1.02]
             self.canvas.lines = [[x0, y0, x1, y1] for (x0, y0), (x1, y1) in region_lines(dmap.thresholds, right)]
             counts = dmap.counts()
-            self.canvas.labels = [[x, y, f"{name} ({counts[name]})", REGION_COLORS[name], "left" if x < right / 2 else "right"]
+            self.canvas.labels = [[x, y, f"{name} ({counts[name]})", REGION_COLORS[name], "left" if x < right * 0.9 else "right"]
                                   for name, (x, y, _) in region_labels(dmap.thresholds, right).items()]
             self.canvas.axes = ["variability (std of p(label) over epochs)", "confidence (mean p(label))"]
             self.canvas.set_points(rows[["variability", "confidence"]].to_numpy(np.float32), region, self._queued(),

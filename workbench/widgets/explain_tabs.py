@@ -13,6 +13,9 @@ Tab under the gallery and wires it with the explorer's public state:
   fills its own gallery of train cards.
 - Verify: the session's verify queue of train labels (verify.py).
 - The epoch scrubber (scrubber.py) goes right under the explorer's header line.
+
+A stand-in session holding predictions only (a replayed run in Compare) has no training dynamics:
+it gets Why, Label issues and the features map.
 """
 
 from __future__ import annotations
@@ -36,13 +39,18 @@ def attach(explorer) -> W.Tab:
     explorer.why = WhyPanel(session)
     explorer.issues = LabelIssuesView(session, analysis=lambda: explorer.analysis, on_flagged=explorer._show_flags)
     explorer.data_map = DataMap(session, analysis=lambda: explorer.analysis, show=explorer._show)
-    explorer.dynamics_map = DynamicsMapView(session, analysis=lambda: explorer.analysis)
-    explorer.verify = VerifyQueueView(session)
-    explorer.map_view = W.ToggleButtons(options=MAP_VIEWS, value="features", style={"button_width": "auto"})
+    dynamic = hasattr(session, "dynamics") and hasattr(session, "review")
+    explorer.map_view = W.ToggleButtons(options=MAP_VIEWS if dynamic else MAP_VIEWS[:1], value="features",
+                                        style={"button_width": "auto"})
     explorer.map_view.add_class("wb-map-view")
     maps = W.VBox([explorer.map_view, explorer.data_map], layout=W.Layout(overflow="visible"))
-    tabs = W.Tab(children=[explorer.why, explorer.issues, maps, explorer.verify])
-    for i, title in enumerate(TITLES):
+    pages = [explorer.why, explorer.issues, maps]
+    if dynamic:
+        explorer.dynamics_map = DynamicsMapView(session, analysis=lambda: explorer.analysis)
+        explorer.verify = VerifyQueueView(session)
+        pages.append(explorer.verify)
+    tabs = W.Tab(children=pages)
+    for i, title in enumerate(TITLES[: len(pages)]):
         tabs.set_title(i, title)
     tabs.add_class("wb-explain-tabs")
     tabs.add_class("wb-subtabs")
@@ -66,9 +74,10 @@ def attach(explorer) -> W.Tab:
 
     explorer.observe(lambda change: explorer.data_map.highlight_cell(change.new), names="selected")
     tabs.observe(lambda _: draw_map_shown(), names="selected_index")
-    explorer.scrubber = EpochScrubber(explorer)
     kids = list(explorer.children)
-    kids.insert(kids.index(explorer.header) + 1 if explorer.header in kids else 0, explorer.scrubber)
+    if dynamic:
+        explorer.scrubber = EpochScrubber(explorer)
+        kids.insert(kids.index(explorer.header) + 1 if explorer.header in kids else 0, explorer.scrubber)
+        explorer.extra_painters = (explorer.dynamics_map.painter, explorer.verify.painter, explorer.scrubber.painter)
     explorer.children = (*kids, tabs)
-    explorer.extra_painters = (explorer.dynamics_map.painter, explorer.verify.painter, explorer.scrubber.painter)
     return tabs

@@ -331,13 +331,13 @@ class ErrorExplorer(W.VBox):
             return
         cm, rate = a.confusion_matrix, a.normalized_confusion()
         values = rate if self.mode.value == "rate" else cm / max(cm.max(), 1)
-        blues, reds = colormaps["Blues"], colormaps["Reds"]
+        shade = 0.08 + 0.8 * values  # correct in blue, errors in red; one colormap call each for all cells
+        blues, reds = colormaps["Blues"](shade), colormaps["Reds"](shade)
         for r, i in enumerate(self._shown):
             for c, j in enumerate(self._shown):
                 b, v = self._cells[r][c], float(values[i, j])
                 b.description = f"{rate[i, j]:.0%}" if self.mode.value == "rate" else str(cm[i, j])
-                cmap = blues if i == j else reds  # correct in blue, errors in red
-                b.style.button_color = to_hex(cmap(0.08 + 0.8 * v)) if cm[i, j] else "#ffffff"
+                b.style.button_color = to_hex((blues if i == j else reds)[i, j]) if cm[i, j] else "#ffffff"
                 b.style.text_color = "white" if v > 0.55 else "black"
 
     # ---- side panels -----------------------------------------------------------------------------

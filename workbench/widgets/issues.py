@@ -74,7 +74,8 @@ class LabelIssuesView(W.VBox):
     def rank(self, split: str = "valid"):
         """Rank `split` by how likely each label is wrong; shows and returns errors.label_issues(split)."""
         analysis = self._need()
-        if split == "train" and self.session.dynamics.epochs:
+        dynamics = getattr(self.session, "dynamics", None)  # a stand-in session (a replayed run) has none
+        if split == "train" and dynamics is not None and dynamics.epochs:
             return self._rank_combined(analysis)
         table = analysis.label_issues(split)
         self.split.value = split
@@ -103,11 +104,10 @@ class LabelIssuesView(W.VBox):
                               f"top {min(SHOWN, len(table))} shown. Flag, keep or relabel from the cards.</div>")
         head = table.head(SHOWN)
         self.table.value = table_html(["rank", "id", "label", "quality", "AUM", "confidence", "region", "flagged by"], [
-            [r.rank, r.Index, r.label, f"{r.label_quality:.3f}", f"{r.aum:.2f}", f"{r.confidence:.2f}", r.region,
+            [r.rank, r.id, r.label, f"{r.label_quality:.3f}", f"{r.aum:.2f}", f"{r.confidence:.2f}", r.region,
              r.flags] for r in head.itertuples()], wrap=(7,))
         self.gallery.value = ""
-        self.train_gallery.html = train_cards_html(self.session, head.index.tolist(), table, self._thumbs and
-                                                   self._thumbs["train"], "most likely label errors (train)")
+        self._train_cards()
         self.message.clear()
         return table
 
@@ -119,7 +119,7 @@ class LabelIssuesView(W.VBox):
             table = self.ranking if self.ranking is not None and self.ranked_split == "train" else self.rank("train")
             if table is None:  # rank() showed why
                 return []
-            ids = [int(i) for i in (table.index if "score" in table else table["id"])[: int(n)]]
+            ids = [int(i) for i in table["id"][: int(n)]]
             self.session.flag(ids, note=f"top {int(n)} of the train label-issue ranking")
             self.message.show(f"Flagged {len(ids)} train samples in the verify queue (the Verify tab; export it there).",
                               "ok")
@@ -134,7 +134,7 @@ class LabelIssuesView(W.VBox):
         """Write the ranking shown as CSV (formula-looking cells neutralised)."""
         if self.ranking is None:
             self.rank(self.split.value)
-        out = write_csv(self.ranking.reset_index() if "score" in self.ranking else self.ranking, path)
+        out = write_csv(self.ranking, path)
         self.message.show(f"Wrote {len(self.ranking)} ranked samples to {out.resolve()}", "ok")
         return out
 
@@ -144,10 +144,13 @@ class LabelIssuesView(W.VBox):
         if done:
             self.message.show(done, "ok")
             if self.ranking is not None and "score" in self.ranking:
-                head = self.ranking.head(SHOWN)
-                self.train_gallery.html = train_cards_html(self.session, head.index.tolist(), self.ranking,
-                                                           self._thumbs and self._thumbs["train"],
-                                                           "most likely label errors (train)")
+                self._train_cards()
+
+    def _train_cards(self) -> None:
+        head = self.ranking.head(SHOWN)
+        self.train_gallery.html = train_cards_html(self.session, head["id"].tolist(), self.ranking.set_index("id"),
+                                                   self._thumbs and self._thumbs["train"],
+                                                   "most likely label errors (train)")
 
     def _gallery(self, head, split: str) -> str:
         items = []

@@ -39,7 +39,7 @@ class VerifyQueueView(W.VBox):
         self.children = [W.HTML(STYLE), self.summary, export, self.message, self.table, self.gallery]
         self.add_class("wb-verify")
         self.painter = Painter(self.refresh, interval=0.0, budget=1.0)
-        session.on("review", lambda _: self.painter.request())
+        session.on("review", lambda _: self.painter.paint())  # a person's action: shown at once
         session.on("fit_end", lambda _: self.painter.request())
         self.refresh()
 
