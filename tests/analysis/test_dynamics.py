@@ -90,7 +90,7 @@ def test_combined_ranking_puts_the_noisy_samples_first_and_names_the_signals() -
     ranked = combined_ranking(frame, cleanlab)
     assert recall_at(ranked, noisy, fraction=0.1) == 1.0
     top = ranked.iloc[0]
-    assert top["agree"] == 3 and top["flags"] == "cleanlab, aum, hard_to_learn"
+    assert top["agree"] == 3 and top["flags"] == "cleanlab, AUM, hard-to-learn"
     assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
     assert ranked["score"].is_monotonic_increasing
     alone = combined_ranking(frame, None)  # training dynamics alone

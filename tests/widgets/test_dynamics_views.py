@@ -39,6 +39,8 @@ def test_scrubbing_shows_the_kept_epochs_matrix_and_gallery(trained) -> None:
     assert x.shown_ids == kept.indices(*cell).tolist()
     s.show(2)  # the selected cell follows the epoch
     assert x.shown_ids == wb.ErrorAnalysis.from_session(trained, epoch=2).indices(*cell).tolist()
+    table = x.issues.rank("valid")  # rankings read the latest epoch's predictions while an earlier one is shown
+    assert table.equals(wb.ErrorAnalysis.from_session(trained).label_issues("valid"))
     s.follow_latest()
     latest = wb.ErrorAnalysis.from_session(trained)
     assert x.epoch is None and np.array_equal(matrix_counts(x), latest.confusion_matrix)

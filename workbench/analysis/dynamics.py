@@ -29,7 +29,7 @@ from ..errors import ConfigError
 
 REGIONS = ("easy-to-learn", "ambiguous", "hard-to-learn")
 THRESHOLDS = {"hard_below": 1 / 3, "easy_above": 2 / 3, "variable_above": 0.2}  # variability's maximum is 0.5
-SIGNALS = ("cleanlab", "aum", "hard_to_learn")
+SIGNALS = {"cleanlab": "cleanlab", "aum": "AUM", "hard_to_learn": "hard-to-learn"}  # column suffix -> name in `flags`
 
 
 def check_thresholds(hard_below: float, easy_above: float, variable_above: float) -> dict[str, float]:
@@ -121,7 +121,7 @@ def combined_ranking(frame: pd.DataFrame, cleanlab: pd.DataFrame | None) -> pd.D
         rows[f"rank_{name}"] = r.astype(np.int64) if (r % 1 == 0).all() else r
     rows["score"] = sum(ranks.values()) / (len(ranks) * n)
     used = [s for s in SIGNALS if s in flagged]
-    rows["flags"] = [", ".join(s for s in used if flagged[s].loc[i]) for i in rows.index]
+    rows["flags"] = [", ".join(SIGNALS[s] for s in used if flagged[s].loc[i]) for i in rows.index]
     rows["agree"] = sum(flagged[s].astype(int) for s in used)
     rows = rows.sort_values(["score", "agree"], ascending=[True, False], kind="stable").reset_index()
     rows.insert(0, "rank", np.arange(1, n + 1))

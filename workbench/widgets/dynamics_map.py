@@ -80,6 +80,7 @@ class DynamicsMapView(W.VBox):
             self.canvas.labels = [[x, y, f"{name} ({counts[name]})", REGION_COLORS[name], "left" if x < right * 0.9 else "right"]
                                   for name, (x, y, _) in region_labels(dmap.thresholds, right).items()]
             self.canvas.axes = ["variability (std of p(label) over epochs)", "confidence (mean p(label))"]
+            self.canvas.ticks = [[round(v, 1) for v in np.arange(0, right + 1e-9, 0.1)], [0, 0.25, 0.5, 0.75, 1]]
             self.canvas.set_points(rows[["variability", "confidence"]].to_numpy(np.float32), region, self._queued(),
                                    [REGION_COLORS[name] for name in REGIONS])
         epochs = list(dmap.epochs)
@@ -136,7 +137,7 @@ class DynamicsMapView(W.VBox):
         self.selected = ids
         counts = frame.loc[ids, "region"].value_counts() if ids else {}
         parts = ", ".join(f"{counts[r]} {r}" for r in REGIONS if r in counts)
-        self._show(ids, f"map selection: {len(ids)} train samples{' (' + parts + ')' if parts else ''}")
+        self._show(ids, f"map selection{' (' + parts + ')' if parts else ''}")
 
     def _show(self, ids: Sequence[int], title: str) -> None:
         self._title = title

@@ -6,8 +6,9 @@ Tab under the gallery and wires it with the explorer's public state:
 
 - Why: `explorer.why.show(id)`; a card's picture or Why? button calls `explorer.explain(id)`, which
   shows it here and selects this tab.
-- Label issues: reads `explorer.analysis`; flags go into the explorer's flag list and CSV.
-- Map: reads `explorer.analysis`; its selection fills the explorer's gallery; a confusion-cell
+- Label issues: reads `explorer.analysis` (the latest epoch's while the scrubber shows an earlier
+  one: rankings need the current features); flags go into the explorer's flag list and CSV.
+- Map: reads the same analysis; its selection fills the explorer's gallery; a confusion-cell
   click (`explorer.selected`) rings that cell's points. Drawn the first time its tab opens. A toggle
   switches it to the training-dynamics data map of the train split (dynamics_map.py), whose lasso
   fills its own gallery of train cards.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
+from ..analysis import ErrorAnalysis
 from .datamap import DataMap
 from .dynamics_map import DynamicsMapView
 from .issues import LabelIssuesView
@@ -33,12 +35,31 @@ TITLES = ("Why", "Label issues", "Map", "Verify")
 MAP_VIEWS = (("pooled features (valid)", "features"), ("training dynamics (train)", "dynamics"))
 
 
+def latest_analysis(explorer):
+    """A getter of the latest epoch's ErrorAnalysis: the explorer's own, or (while the scrubber shows an
+    earlier epoch) one built once per epoch, sharing the explorer's flags."""
+    kept: dict = {}
+
+    def get():
+        if explorer.epoch is None or explorer.analysis is None:
+            return explorer.analysis
+        epoch = explorer.session.predictions.epoch
+        if kept.get("epoch") != epoch:
+            analysis = ErrorAnalysis.from_session(explorer.session)
+            analysis.flagged = explorer.flagged
+            kept.update(epoch=epoch, analysis=analysis)
+        return kept["analysis"]
+
+    return get
+
+
 def attach(explorer) -> W.Tab:
     """Add the Why / Label issues / Map tabs below the explorer's gallery; returns the Tab."""
     session = explorer.session
     explorer.why = WhyPanel(session)
-    explorer.issues = LabelIssuesView(session, analysis=lambda: explorer.analysis, on_flagged=explorer._show_flags)
-    explorer.data_map = DataMap(session, analysis=lambda: explorer.analysis, show=explorer._show)
+    latest = latest_analysis(explorer)
+    explorer.issues = LabelIssuesView(session, analysis=latest, on_flagged=explorer._show_flags)
+    explorer.data_map = DataMap(session, analysis=latest, show=explorer._show)
     dynamic = hasattr(session, "dynamics") and hasattr(session, "review")
     explorer.map_view = W.ToggleButtons(options=MAP_VIEWS if dynamic else MAP_VIEWS[:1], value="features",
                                         style={"button_width": "auto"})

@@ -31,12 +31,13 @@ function render({ model, el }) {
   const ctx = canvas.getContext("2d");
   let xy = new Float32Array(0), cls = new Uint8Array(0), wrong = new Uint8Array(0);
   let box = [0, 1, 0, 1], lasso = null;
-  const pad = 12;
   const W = () => model.get("width"), H = () => model.get("height");
-  const toPx = (x, y) => [pad + (x - box[0]) / (box[1] - box[0]) * (W() - 2 * pad),
-                          H() - pad - (y - box[2]) / (box[3] - box[2]) * (H() - 2 * pad)];
-  const toData = (px, py) => [box[0] + (px - pad) / (W() - 2 * pad) * (box[1] - box[0]),
-                              box[2] + (H() - pad - py) / (H() - 2 * pad) * (box[3] - box[2])];
+  // left and bottom make room for tick labels and axis titles when there are any
+  const L = () => (model.get("axes")[1] ? 44 : 12), B = () => (model.get("axes")[0] ? 34 : 12), pad = 12;
+  const toPx = (x, y) => [L() + (x - box[0]) / (box[1] - box[0]) * (W() - L() - pad),
+                          H() - B() - (y - box[2]) / (box[3] - box[2]) * (H() - B() - pad)];
+  const toData = (px, py) => [box[0] + (px - L()) / (W() - L() - pad) * (box[1] - box[0]),
+                              box[2] + (H() - B() - py) / (H() - B() - pad) * (box[3] - box[2])];
   function load() {
     const dv = model.get("points");
     xy = dv && dv.byteLength ? new Float32Array(dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength)) : new Float32Array(0);
@@ -68,8 +69,13 @@ function render({ model, el }) {
     }
     const [xt, yt] = model.get("axes");
     ctx.font = "11px sans-serif"; ctx.fillStyle = "#555";
-    if (xt) { ctx.textAlign = "center"; ctx.fillText(String(xt), W() / 2, H() - 2); }
-    if (yt) { ctx.translate(10, H() / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center"; ctx.fillText(String(yt), 0, 0); }
+    const [xs, ys] = model.get("ticks").length === 2 ? model.get("ticks") : [[], []];
+    ctx.textAlign = "center";
+    for (const v of xs) { const [px] = toPx(v, box[2]); ctx.fillText(String(v), px, H() - B() + 13); }
+    ctx.textAlign = "right";
+    for (const v of ys) { const [, py] = toPx(box[0], v); ctx.fillText(String(v), L() - 4, py + 4); }
+    if (xt) { ctx.textAlign = "center"; ctx.fillText(String(xt), L() + (W() - L()) / 2, H() - 4); }
+    if (yt) { ctx.translate(11, H() / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center"; ctx.fillText(String(yt), 0, 0); }
     ctx.restore();
   }
   function draw() {
@@ -164,7 +170,8 @@ function render({ model, el }) {
   model.on("change:classes", redraw);
   model.on("change:wrong", redraw);
   model.on("change:box", redraw);
-  for (const name of ["selected", "highlighted", "palette", "width", "height", "radius", "lines", "labels", "axes"]) {
+  for (const name of ["selected", "highlighted", "palette", "width", "height", "radius", "lines", "labels", "axes",
+                      "ticks"]) {
     model.on("change:" + name, draw);
   }
   redraw();
@@ -191,6 +198,7 @@ class ScatterCanvas(anywidget.AnyWidget):
     lines = traitlets.List().tag(sync=True)  # [[x0, y0, x1, y1], ...] dashed guide lines in data coordinates
     labels = traitlets.List().tag(sync=True)  # [[x, y, text, colour, "left" | "right"], ...] drawn as canvas text
     axes = traitlets.List(traitlets.Unicode(), default_value=["", ""]).tag(sync=True)  # x and y axis titles
+    ticks = traitlets.List().tag(sync=True)  # [[x values], [y values]] labelled along the axes (with axis titles)
 
     def set_points(self, coords: np.ndarray, classes: np.ndarray, wrong: np.ndarray, palette: list[str]) -> None:
         """Replace the points (one message: traits are held and sent together)."""

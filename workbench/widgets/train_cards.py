@@ -16,6 +16,7 @@ LIMIT = 60  # cards per gallery
 REGION_CLASS = {"easy-to-learn": "wb-easy", "ambiguous": "wb-ambiguous", "hard-to-learn": "wb-hard"}
 CARD_STYLE = """<style>
 .wb-train-card .wb-region {font-weight: 600}
+.wb-signals {font-size: 11px; line-height: 1.3; white-space: nowrap; font-variant-numeric: tabular-nums}
 .wb-train-card.wb-hard {border-color: #c62828} .wb-hard .wb-region {color: #c62828}
 .wb-ambiguous .wb-region {color: #ef6c00} .wb-easy .wb-region {color: #2e7d32}
 .wb-decision {display: inline-block; padding: 0 4px; border-radius: 3px; background: #fff3e0; color: #8a4b00}
@@ -47,8 +48,9 @@ def train_cards_html(session, ids, frame: pd.DataFrame | None, thumbs: Thumbnail
             label += f" <span class='wb-muted'>(given {esc(classes[review.given[i]])})</span>"
         signals = ""
         if row is not None and row["epochs_seen"] > 0:
-            signals = (f"<br>conf {row['confidence']:.2f} · var {row['variability']:.2f}<br>AUM {row['aum']:.2f} · "
-                       f"forgot {int(row['forgetting'])}×<br><span class='wb-region'>{esc(region)}</span>")
+            signals = (f"<div class='wb-signals'>conf {row['confidence']:.2f} · var {row['variability']:.2f}<br>"
+                       f"AUM {row['aum']:.2f} · forgot {int(row['forgetting'])}×</div>"
+                       f"<span class='wb-region'>{esc(region)}</span>")
         decision = review.decisions.get(i, {}).get("decision")
         badge = ""
         if i in review.pending:
