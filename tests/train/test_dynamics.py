@@ -203,7 +203,7 @@ def test_pinned_samples_record_their_explanation_at_each_epoch_end(small) -> Non
         s.pin(i)
     with pytest.raises(wb.ConfigError, match="pinned already"):
         s.pin(5)
-    with pytest.raises(wb.DataError, match="not a validation sample"):
+    with pytest.raises(wb.DataError, match="not a valid sample"):
         s.pin(10_000)
     s.unpin(4)
     assert 4 not in s.pinned and 4 not in s.pin_frames

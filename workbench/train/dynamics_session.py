@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
+from ..validate import position
 from .dynamics import TrainingDynamics
 from .events import ReviewChange
 from .review import LabelReview
@@ -103,10 +104,7 @@ class DynamicsMixin:
         """Record validation sample `index`'s explanation (Grad-CAM for images, token attributions for
         texts) toward its true and its predicted class at every epoch end from now on, and now if the
         session has predictions. At most MAX_PINS samples; returns the pinned ids."""
-        n = len(self.data.valid)
-        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < n:
-            raise DataError(f"{index!r} is not a validation sample: use a position 0..{n - 1} in the valid split.")
-        index = int(index)
+        index = position(index, len(self.data.valid), "valid", "the ids of the explorer's gallery")
         if index not in self.pinned and len(self.pinned) >= MAX_PINS:
             raise ConfigError(f"{MAX_PINS} samples are pinned already ({self.pinned}); each costs an explanation "
                               "pass at every epoch end. Unpin one first: session.unpin(i).")

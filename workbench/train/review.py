@@ -21,6 +21,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, DataError, suggest
 from ..safety import spreadsheet_safe
+from ..validate import position
 
 DECISIONS = ("flag", "keep", "relabel")
 COLUMNS = ["id", "sample", "given_label", "label_now", "decision", "new_label", "status", "note"]
@@ -47,12 +48,8 @@ class LabelReview:
             items = list(items)
         except TypeError:
             raise DataError(f"ids must be a train position or a list of them, got {type(ids).__name__}.") from None
-        n, out = len(self.given), []
-        for i in items:
-            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or not 0 <= int(i) < n:
-                raise DataError(f"{i!r} is not a train sample: use positions 0..{n - 1} in the train split "
-                                "(the ids of errors.dynamics() and the training-dynamics map).")
-            out.append(int(i))
+        out = [position(i, len(self.given), "train", "the ids of errors.dynamics() and the training-dynamics map")
+               for i in items]
         if not out:
             raise DataError("No ids given: pass at least one train position.")
         return out

@@ -26,8 +26,8 @@ from .cache import FeatureCache
 from .config import (TrainConfig, auto_lr, auto_schedule, check_compatible, check_head_dropout, check_splits,
                      criterion_for, preconditions_head, resolve_device)
 from .control import RunControl
-from .early_stopping import EarlyStopping
 from .dynamics_session import DynamicsMixin
+from .early_stopping import EarlyStopping
 from .epoch import EpochMixin
 from .persistence import StateMixin
 from .events import ConfigChange, EventBus, FitEnd, FitStart

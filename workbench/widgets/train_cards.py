@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .common import esc
-from .gallery import GALLERY_STYLE, RELABEL_MAX_CLASSES, ThumbnailCache, snippet_html
+from .gallery import GALLERY_STYLE, ThumbnailCache, relabel_select, snippet_html
 
 LIMIT = 60  # cards per gallery
 REGION_CLASS = {"easy-to-learn": "wb-easy", "ambiguous": "wb-ambiguous", "hard-to-learn": "wb-hard"}
@@ -77,11 +77,7 @@ def _actions(decision: str | None, classes: list) -> str:
             if decision in ("flag", "keep") else
             '<button data-action="flag" title="Flag: the label looks wrong, check it">Flag</button>')
     keep = "" if decision == "keep" else '<button data-action="keep" title="Checked: the label is right">Keep</button>'
-    relabel = ""
-    if len(classes) <= RELABEL_MAX_CLASSES:
-        options = "".join(f'<option value="{k}">{esc(name)}</option>' for k, name in enumerate(classes))
-        relabel = (f'<select data-action="relabel" title="Train on this label from the next epoch">'
-                   f'<option value="">relabel as…</option>{options}</select>')
+    relabel = relabel_select(classes, "Train on this label from the next epoch")
     return f'<div class="wb-actions">{flag}{keep}{relabel}</div>'
 
 
