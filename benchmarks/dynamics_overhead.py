@@ -9,7 +9,7 @@ inside the recording epochs (the recorder's calls from the loop, the epoch's com
 arrays, the kept valid predictions) and reports it as a share of those epochs' wall time: the
 overhead without the noise of the rest. Targets: <= 5% on full fine-tuning, <= 20% head-only.
 
-    python benchmarks/dynamics_overhead.py [--rounds 7] [--quick]
+    python benchmarks/dynamics_overhead.py [--rounds 7] [--quick] [--only head_only]
 """
 
 from __future__ import annotations
@@ -73,14 +73,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="smaller data, for a smoke run")
+    parser.add_argument("--only", choices=["full_fine_tuning", "head_only"], help="run one case")
     args = parser.parse_args()
     malloc = steady_malloc()
     full = wb.load_data("mnist-5k").subset(train=5 if args.quick else 20, valid=5 if args.quick else 10)
     head = wb.load_data("mnist-5k").subset(train=30, valid=10) if args.quick else wb.load_data("mnist-5k")
-    results = {
-        "full_fine_tuning": case(full, "full", args.rounds, image_size=48),
-        "head_only": case(head, "head", args.rounds, image_size=48),
-    }
+    cases = {"full_fine_tuning": lambda: case(full, "full", args.rounds, image_size=48),
+             "head_only": lambda: case(head, "head", args.rounds, image_size=48)}
+    results = {name: run() for name, run in cases.items() if args.only in (None, name)}
     targets = {"full_fine_tuning": 0.05, "head_only": 0.20}
     for name, r in results.items():
         r["target_overhead"] = targets[name]

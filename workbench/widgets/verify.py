@@ -63,10 +63,11 @@ class VerifyQueueView(W.VBox):
         self.table.value = table_html(["id", "given", "now", "decision", "new label", "status", "note"], [
             [r.id, r.given_label, r.label_now, r.decision, r.new_label, r.status, r.note]
             for r in table.itertuples()], wrap=(6,)) if len(table) else ""
-        frame = self._frame()
+        frame = self._frame() if len(table) else None
         self.gallery.html = train_cards_html(self.session, table["id"].tolist(), frame, self._thumbs, "queued samples")
 
     def _frame(self):
+        """errors.dynamics() of the latest epoch, for the cards' signals (None before any epoch)."""
         if not self.session.dynamics.epochs or self.session.predictions is None:
             return None
         from ..analysis import ErrorAnalysis
