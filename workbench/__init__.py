@@ -68,6 +68,11 @@ _LAZY = {
     "LabelIssuesView": "workbench.widgets.issues",
     "DataMap": "workbench.widgets.datamap",
     "CompareView": "workbench.widgets.compare",
+    "TrainingDynamics": "workbench.train.dynamics",
+    "DynamicsMap": "workbench.analysis.dynamics",
+    "DynamicsMapView": "workbench.widgets.dynamics_map",
+    "VerifyQueueView": "workbench.widgets.verify",
+    "EpochScrubber": "workbench.widgets.scrubber",
 }
 
 __all__ = [

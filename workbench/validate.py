@@ -59,6 +59,18 @@ def integer(name: str, value: Any, *, low: int | None = None, hint: str = "") ->
     return v
 
 
+def split_position(value: Any, n: int, split: str, where: str) -> int:
+    """A sample's position 0..n-1 in `split` ("train" or "valid") as an int; DataError naming the
+    split, the range and `where` the positions are shown. Booleans are not positions."""
+    from .errors import DataError
+
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and 0 <= int(value) < n
+    if not ok:
+        raise DataError(f"{_describe(value)} is not a {split} sample: use a position 0..{n - 1} in the {split} "
+                        f"split ({where}).")
+    return int(value)
+
+
 def boolean(name: str, value: Any, hint: str = "") -> bool:
     """True or False (numpy booleans accepted); 0/1 and strings are refused."""
     if isinstance(value, (bool, np.bool_)):

@@ -44,7 +44,8 @@ def recording(folder: str, classes: list[str], name: str, stopped: str, blocks: 
     return [
         {"op": "session", "data": [
             {"call": "wb.Data.from_folder", "args": [folder], "kwargs": {"valid_fraction": 0.25, "seed": 0}},
-            {"call": "subset", "kwargs": {"train": {c: 2 for c in classes}, "valid": None, "seed": 1}}],
+            {"call": "subset", "kwargs": {"train": {c: 2 for c in classes}, "valid": None, "seed": 1}},
+            {"call": "with_label_noise", "kwargs": {"fraction": 0.1, "seed": 2}}],
          "data_name": name, "model": {"call": "wb.load_backbone", "args": ["resnet18", len(classes)],
                                       "kwargs": {"pretrained": False, "image_size": 16, "seed": 0}},
          "model_name": name, "freeze": blocks, "settings": {"lr": 0.01, "optimizer": "sgd", "batch_size": 8}},
@@ -54,6 +55,7 @@ def recording(folder: str, classes: list[str], name: str, stopped: str, blocks: 
         {"op": "find_lr", "start": 1e-7, "end": 10.0, "steps": 20},
         {"op": "fit_head", "C": -0.5},
         {"op": "freeze", "spec": blocks},
+        {"op": "relabel", "labels": [[3, classes[0]], [0, classes[-1]]]},
         {"op": "fit", "epochs": 1},
     ]
 
@@ -91,15 +93,17 @@ def test_to_code_writes_hostile_strings_as_literals_only(folder, classes, name, 
     assert len(tree.body) == 1 + 3 + len(rec) - 1  # the import, data / model / session, one line per entry
     allowed = set().union(*(OPS[e["op"]].calls for e in rec))
     names = [node.func for node in ast.walk(tree) if isinstance(node, ast.Call)]
-    assert all(ast.unparse(f).split("(")[0] in allowed or isinstance(f, ast.Attribute) and f.attr == "subset" for f in names)
+    assert all(ast.unparse(f).split("(")[0] in allowed or isinstance(f, ast.Attribute) and f.attr in ("subset", "with_label_noise") for f in names)
     calls = run_with_recorder(code)  # "replay": every call receives exactly the recorded values
     assert calls[0] == ("wb.Data.from_folder", (folder,), {"valid_fraction": 0.25})
     assert calls[1] == ("().subset", (), {"train": {c: 2 for c in classes}, "seed": 1})
-    assert calls[2][0] == "wb.load_backbone" and calls[2][1][0] == "resnet18"
+    assert calls[2] == ("().with_label_noise", (), {"fraction": 0.1, "seed": 2})
+    assert calls[3][0] == "wb.load_backbone" and calls[3][1][0] == "resnet18"
     session = [c for c in calls if c[0] == "wb.Session"][0]
     assert session[2]["freeze"] == blocks and session[2]["lr"] == 0.01
     assert ("session.fit", (2,), {"stop_after": 3}) in calls and ("session.fit_head", (), {"C": -0.5}) in calls
     assert ("session.freeze", (blocks,), {}) in calls
+    assert ("session.relabel", ({3: classes[0], 0: classes[-1]},), {}) in calls
     assert ("wb.progressive", (), {"every": 2, "start": 1}) in calls
 
 

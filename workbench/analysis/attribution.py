@@ -94,11 +94,13 @@ def explain(session, index: int, target: int | str = "pred", *, method: str = "a
 
 
 def explain_many(session, indices: Sequence[int], target: int | str | Sequence[int | str] = "pred", *,
-                 method: str = "auto", n_steps: int | None = None) -> list[Attribution]:
+                 method: str = "auto", n_steps: int | None = None, while_training: bool = False) -> list[Attribution]:
     """Attributions for many validation samples in batched passes (a gallery in one call).
 
     `target` is one spec for all ("pred", "true", a class) or one per index; the same index may
     appear twice, e.g. `explain_many(s, [i, i], ["true", "pred"])` for true and predicted side by side.
+    while_training: the caller is the training thread itself, between epochs (the session's pinned
+    samples at each epoch end); anyone else is refused while the session trains.
     """
     data, model = session.data, session.model
     positions = _check_indices(indices, len(data.valid))
@@ -121,7 +123,7 @@ def explain_many(session, indices: Sequence[int], target: int | str | Sequence[i
         n_steps = int(np.clip(IG_TOKEN_BUDGET // max(tokens, 1), *IG_STEPS))
     elif isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
         raise ConfigError(f"n_steps must be an int >= 2 (integrated-gradient steps) or None; got {n_steps!r}.")
-    if session.running:
+    if session.running and not while_training:
         raise ConfigError("The session is training; explain between fits (after fit() returns or session.stop()).")
     group = TEXT_GROUP if model.kind == "text" else BATCH
     out: list[Attribution | None] = [None] * len(positions)

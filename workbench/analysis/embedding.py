@@ -42,25 +42,30 @@ class Embedding:
 
     def inside(self, polygon: Sequence[Sequence[float]]) -> np.ndarray:
         """Ids of the points inside a polygon in map coordinates (a lasso), by even-odd ray casting."""
-        poly = np.asarray(polygon, dtype=np.float64)
-        if poly.ndim != 2 or poly.shape[1] != 2 or len(poly) < 3:
-            raise ConfigError(f"polygon must be at least 3 (x, y) points; got shape {poly.shape}.")
-        x, y = self.coords[:, 0].astype(np.float64), self.coords[:, 1].astype(np.float64)
-        inside = np.zeros(len(x), dtype=bool)
-        x1, y1 = poly[:, 0], poly[:, 1]
-        x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-        for ax, ay, bx, by in zip(x1, y1, x2, y2):
-            crosses = (ay > y) != (by > y)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                at = ax + (y - ay) * (bx - ax) / (by - ay)
-            inside ^= crosses & (x < at)
-        return self.ids[inside]
+        return self.ids[points_inside(self.coords, polygon)]
 
     def nearest(self, x: float, y: float) -> int:
         """Id of the point closest to (x, y) in map coordinates: what a click picks."""
         x, y = number("x", x), number("y", y)
         d = ((self.coords - np.array([x, y], dtype=np.float32)) ** 2).sum(axis=1)
         return int(self.ids[int(np.argmin(d))])
+
+
+def points_inside(coords: np.ndarray, polygon: Sequence[Sequence[float]]) -> np.ndarray:
+    """Which of the (N, 2) points lie inside the polygon, by even-odd ray casting (the canvas's lasso test)."""
+    poly = np.asarray(polygon, dtype=np.float64)
+    if poly.ndim != 2 or poly.shape[1] != 2 or len(poly) < 3:
+        raise ConfigError(f"polygon must be at least 3 (x, y) points; got shape {poly.shape}.")
+    x, y = coords[:, 0].astype(np.float64), coords[:, 1].astype(np.float64)
+    inside = np.zeros(len(x), dtype=bool)
+    x1, y1 = poly[:, 0], poly[:, 1]
+    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    for ax, ay, bx, by in zip(x1, y1, x2, y2):
+        crosses = (ay > y) != (by > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = ax + (y - ay) * (bx - ax) / (by - ay)
+        inside ^= crosses & (x < at)
+    return inside
 
 
 def available_methods() -> list[str]:

@@ -16,6 +16,7 @@ import pandas as pd
 from ..errors import ConfigError, DataError
 from ..safety import write_csv
 from ..validate import boolean, class_index, integer, sample_id, whole
+from .dynamics_views import DynamicsViews, from_kept_epoch
 from .feature_views import FeatureViews
 
 
@@ -27,22 +28,25 @@ class Flips:
     wrong_to_right: np.ndarray  # ids wrong before, correct now
 
 
-class ErrorAnalysis(FeatureViews):
+class ErrorAnalysis(FeatureViews, DynamicsViews):
     """Confusion matrix, per-cell samples, top losses, most-confused pairs, per-class scores;
-    from the pooled features (FeatureViews): neighbours, label issues, a 2-D map."""
+    from the pooled features (FeatureViews): neighbours, label issues, a 2-D map; from the training
+    dynamics (DynamicsViews): the data map, forgetting, AUM and a combined train label-issue ranking."""
 
     def __init__(self, labels: np.ndarray, probs: np.ndarray, losses: np.ndarray, ids: np.ndarray,
-                 classes: Sequence[str], epoch: int | None = None, sample_ids: Sequence[str] | None = None) -> None:
+                 classes: Sequence[str], epoch: int | None = None, sample_ids: Sequence[str] | None = None,
+                 predicted: np.ndarray | None = None) -> None:
         self.labels, self.probs, self.losses, self.ids = labels, probs, losses, ids
         self.sample_ids = None if sample_ids is None else list(sample_ids)  # file path or row id, per row
         self.classes = list(classes)
         self.epoch = epoch
-        self.predicted = probs.argmax(axis=1)
+        self.predicted = probs.argmax(axis=1) if predicted is None else np.asarray(predicted, dtype=np.int64)
         k = len(self.classes)
         self.confusion_matrix = np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
         self.flagged: list[dict[str, object]] = []
-        self._position = {int(i): n for n, i in enumerate(ids)}
+        self._position = dict(zip(np.asarray(ids).tolist(), range(len(ids))))  # id -> row
         self._init_feature_views()
+        self._init_dynamics_views()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -73,14 +77,21 @@ class ErrorAnalysis(FeatureViews):
         return cls(y, probs, losses_arr, ids_arr, classes, epoch, sample_ids)
 
     @classmethod
-    def from_session(cls, session) -> ErrorAnalysis:
+    def from_session(cls, session, epoch: int | None = None) -> ErrorAnalysis:
+        """The session's latest validation predictions; or, with `epoch`, those of an earlier epoch as
+        the session kept them (session.dynamics: see dynamics_views.from_kept_epoch)."""
         p = session.predictions
         if p is None:
             raise ConfigError("The session has no predictions yet: train an epoch first (session.step()).")
+        if epoch is not None and int(epoch) != p.epoch:
+            return from_kept_epoch(cls, session, int(epoch))
         analysis = cls.from_predictions(p.labels, p.logits, session.data.classes, ids=p.ids, losses=p.losses,
                                         epoch=p.epoch)
-        analysis.sample_ids = [session.data.sample_id(int(i), "valid") for i in p.ids]
+        names = session.data.valid.ids  # a sample's stable id (file path or row id); one lookup per row
+        analysis.sample_ids = [names[i] for i in p.ids.tolist()]
         analysis.attach_session(session)  # features for neighbours / label issues / map, read on first use
+        if hasattr(session, "dynamics"):  # a stand-in session (tests, replays) may have none
+            analysis.attach_dynamics(session.dynamics, session.train_labels, session.data.train.labels)
         return analysis
 
     # ---- numbers ----------------------------------------------------------------------------
@@ -98,13 +109,16 @@ class ErrorAnalysis(FeatureViews):
         return np.divide(self.confusion_matrix, totals, out=np.zeros(self.confusion_matrix.shape), where=totals > 0)
 
     def per_class(self) -> pd.DataFrame:
-        """Precision, recall, F1 and support per class (scikit-learn's definitions)."""
-        from sklearn.metrics import precision_recall_fscore_support
-
-        p, r, f, s = precision_recall_fscore_support(
-            self.labels, self.predicted, labels=list(range(len(self.classes))), zero_division=0
-        )
-        return pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s}, index=pd.Index(self.classes, name="class"))
+        """Precision, recall, F1 and support per class (scikit-learn's definitions and zero_division=0),
+        from the confusion matrix: ~0.1 ms where sklearn's precision_recall_fscore_support took ~50 ms
+        for 10,000 samples (the epoch scrubber redraws this on every move)."""
+        cm = self.confusion_matrix.astype(np.float64)
+        tp, predicted, support = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
+        p = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        r = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+        f = np.divide(2 * p * r, p + r, out=np.zeros_like(tp), where=(p + r) > 0)
+        return pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": support.astype(np.int64)},
+                            index=pd.Index(self.classes, name="class"))
 
     def indices(self, true: int | str, pred: int | str) -> np.ndarray:
         """Ids of the samples of class `true` predicted as `pred`, highest loss first."""
@@ -140,10 +154,11 @@ class ErrorAnalysis(FeatureViews):
         """Compare with earlier predictions (an ErrorAnalysis or Predictions) over shared ids."""
         before = previous if isinstance(previous, ErrorAnalysis) else ErrorAnalysis.from_predictions(
             previous.labels, previous.logits, self.classes, ids=previous.ids, losses=previous.losses)
-        was_right = {int(i): bool(ok) for i, ok in zip(before.ids, before.predicted == before.labels)}
+        where = pd.Index(before.ids).get_indexer(self.ids)  # each id's row in `before`, -1 if absent
+        shared = where >= 0
+        prev = np.zeros(len(self.ids), dtype=bool)
+        prev[shared] = (before.predicted == before.labels)[where[shared]]
         now_right = self.predicted == self.labels
-        shared = np.array([int(i) in was_right for i in self.ids], dtype=bool)
-        prev = np.array([was_right.get(int(i), False) for i in self.ids], dtype=bool)
         return Flips(self.ids[shared & prev & ~now_right], self.ids[shared & ~prev & now_right])
 
     def table(self, ids: Sequence[int]) -> pd.DataFrame:

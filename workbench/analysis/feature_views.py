@@ -46,7 +46,7 @@ class FeatureViews:
         if features is None:  # a stand-in session (tests, replays) without the feature cache
             return
         self._feature_fn = features
-        self._train_labels = np.asarray(session.data.train.labels, dtype=np.int64)
+        self._train_labels = np.asarray(getattr(session, "train_labels", session.data.train.labels), dtype=np.int64)
         self._current_epoch = lambda: getattr(session.predictions, "epoch", None)
         self._derived.clear()
 
@@ -102,12 +102,22 @@ class FeatureViews:
         return index_.query(self._features("valid")[i], k)
 
     # ---- label issues ------------------------------------------------------------------------------
-    def label_issues(self, split: str = "valid") -> pd.DataFrame:
+    def label_issues(self, split: str = "valid", combine: bool = False) -> pd.DataFrame:
         """Every sample of `split` ranked by how likely its label is wrong (cleanlab find_label_issues):
         the `issue` rows first. Valid uses the model's probabilities; train uses cross-validated
-        logistic regression on the cached features (a few seconds). Nothing is removed or changed."""
+        logistic regression on the cached features (a few seconds). Nothing is removed or changed.
+        combine=True (train): cleanlab's ranking, AUM and hard-to-learn together, per sample with the
+        signals that flag it (analysis/dynamics.combined_ranking), from the training dynamics."""
         if split not in SPLITS:
             raise ConfigError(f"split={split!r} is unknown: use 'valid' or 'train'.")
+        if combine:
+            if split != "train":
+                raise ConfigError("combine=True ranks the train split (training dynamics are recorded for it): "
+                                  "use errors.label_issues('train', combine=True).")
+            return self._combined_issues(self.label_issues("train"))
+        if split == "valid" and getattr(self, "kept_only", False):
+            raise ConfigError(f"Epoch {self.epoch}'s predictions were kept compactly (two probabilities per sample), "
+                              "too little for cleanlab: rank the latest epoch's (ErrorAnalysis.from_session(session)).")
         key = ("issues", split)
         if key not in self._derived:
             if split == "valid":

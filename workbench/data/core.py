@@ -241,6 +241,20 @@ class Data:
             out.recipe = [*self.recipe, {"call": "subset", "kwargs": caps}]
         return out
 
+    def with_label_noise(self, fraction: float = 0.1, seed: int = 0) -> Data:
+        """A copy whose train split has `fraction` of its labels flipped to another class at random
+        (valid stays clean): planted noise, to see how label-issue signals find it (data/noise.py).
+        The flipped positions are those where the copy's train labels differ from these."""
+        from .noise import flipped_labels
+
+        labels = flipped_labels(self.train.labels, self.num_classes, fraction, seed)
+        train = self.train.take(np.arange(len(self.train)))
+        train.labels = labels
+        out = type(self)(self.kind, self.classes, train, self.valid, self.name)
+        if self.recipe is not None:
+            out.recipe = [*self.recipe, {"call": "with_label_noise", "kwargs": {"fraction": float(fraction), "seed": seed}}]
+        return out
+
     # ---- data.show(): a sample grid (issue 16; the logic lives in show.py) -----------------------
     def show(self, n: int = 12, split: str = "train", seed: int = 0):
         """`n` samples with their labels, spread over the classes: a grid in a notebook (HTML), a list in a terminal."""

@@ -1,9 +1,9 @@
 """Data made again from its recipe: the calls that built it (`data.recipe`), replayed.
 
 wb.load_data, Data.from_folder, from_torchvision and from_hf record themselves, and so does
-`.subset`; a checkpoint, `session.to_code()` and a launched script rebuild the same data from them.
-A recipe read from a file names only the calls in `calls()` with arguments those calls take
-(`check` says which is wrong before anything runs).
+`.subset` and `.with_label_noise`; a checkpoint, `session.to_code()` and a launched script rebuild
+the same data from them. A recipe read from a file names only the calls in `calls()` with arguments
+those calls take (`check` says which is wrong before anything runs).
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ from typing import Any
 from ..errors import ConfigError
 
 
+METHODS = ("subset", "with_label_noise")  # Data methods a recipe applies after its loader
+
+
 def calls() -> dict[str, Callable[..., Any]]:
-    """The calls a recipe may name: its first step one of the loaders, then any number of "subset"."""
+    """The calls a recipe may name: its first step one of the loaders, then any number of METHODS."""
     from . import Data, load_data
 
     return {"wb.load_data": load_data, "wb.Data.from_folder": Data.from_folder,
-            "wb.Data.from_torchvision": Data.from_torchvision, "wb.Data.from_hf": Data.from_hf, "subset": Data.subset}
+            "wb.Data.from_torchvision": Data.from_torchvision, "wb.Data.from_hf": Data.from_hf,
+            "subset": Data.subset, "with_label_noise": Data.with_label_noise}
 
 
 def check(recipe: Any, where: str = "The data recipe") -> list[dict[str, Any]]:
@@ -37,14 +41,15 @@ def check(recipe: Any, where: str = "The data recipe") -> list[dict[str, Any]]:
             raise ConfigError(f"{where}, step {i}, must be a dict of call, args and kwargs; got {str(step)[:80]!r}.")
         name, args, kwargs = step.get("call"), step.get("args", []), step.get("kwargs", {})
         first = i == 0
-        if name not in known or (name == "subset") == first:
-            allowed = "a loader (" + ", ".join(k for k in known if k != "subset") + ")" if first else "'subset'"
+        if name not in known or (name in METHODS) == first:
+            allowed = ("a loader (" + ", ".join(k for k in known if k not in METHODS) + ")" if first
+                       else " or ".join(repr(m) for m in METHODS))
             raise ConfigError(f"{where}, step {i}, calls {str(name)[:60]!r}; that step can only be {allowed}.")
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ConfigError(f"{where}, step {i} ({name}): args must be a list and kwargs a dict.")
         args, kwargs = plain(args, f"{where}, step {i}, args"), plain(kwargs, f"{where}, step {i}, kwargs")
         try:
-            inspect.signature(known[name]).bind(*(([None] if name == "subset" else []) + args), **kwargs)
+            inspect.signature(known[name]).bind(*(([None] if name in METHODS else []) + args), **kwargs)
         except TypeError as exc:
             raise ConfigError(f"{where}, step {i}: {name} does not take these arguments ({exc}).") from exc
         out.append({"call": name, "args": args, "kwargs": kwargs} if "args" in step else {"call": name, "kwargs": kwargs})
@@ -56,8 +61,8 @@ def replay(recipe: list[dict[str, Any]]):
     known = calls()
     data = None
     for step in check(recipe):
-        if step["call"] == "subset":
-            data = data.subset(**step["kwargs"])
+        if step["call"] in METHODS:
+            data = getattr(data, step["call"])(**step["kwargs"])
         else:
             data = known[step["call"]](*step.get("args", []), **step["kwargs"])
     return data

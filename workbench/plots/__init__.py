@@ -3,7 +3,7 @@
 matplotlib `Figure` + `FigureCanvasAgg`, never pyplot: safe to build in a training thread, and
 the same figure a widget shows is what a script saves. `png(fig)` gives the bytes a widget needs.
 core.py: training curves, LR test, confusion matrix, top losses, attributions, the feature map;
-compare.py: figures over several runs.
+compare.py: figures over several runs; dynamics.py: the data map of training dynamics.
 """
 
 from .compare import (
@@ -31,6 +31,7 @@ from .core import (
     top_losses_figure,
     training_figure,
 )
+from .dynamics import data_map_figure
 
 __all__ = [
     "COLORS",
@@ -44,6 +45,7 @@ __all__ = [
     "compare_per_class_figure",
     "compare_samples_figure",
     "confusion_figure",
+    "data_map_figure",
     "embedding_figure",
     "image_png",
     "involved_classes",

@@ -36,6 +36,7 @@ from .state import KEYS, STATE_FORMAT
 FILES = ("model.safetensors", "state.pt", "session.json")
 WEIGHT_FILES = ("model.safetensors", "best.safetensors", "state.pt")  # listed with their SHA-256 in session.json
 TENSOR_KEYS = ("optimizer", "predictions", "previous_predictions")  # -> state.pt
+OPTIONAL_TENSOR_KEYS = ("dynamics",)  # -> state.pt when present (older checkpoints have none)
 
 
 def save(sd: dict[str, Any], path) -> Path:
@@ -70,10 +71,10 @@ def _write(sd: dict[str, Any], folder: Path) -> None:
     best = sd["early_stopping"]
     if best is not None:
         save_file(_contiguous(best["weights"]), str(folder / "best.safetensors"))
-    tensors: dict[str, Any] = {k: sd[k] for k in TENSOR_KEYS}
+    tensors: dict[str, Any] = {k: sd[k] for k in (*TENSOR_KEYS, *OPTIONAL_TENSOR_KEYS) if k in sd}
     tensors["best_predictions"] = None if best is None else best["predictions"]
     torch.save(tensors, folder / "state.pt")
-    meta = {k: v for k, v in sd.items() if k not in (*TENSOR_KEYS, "model", "early_stopping")}
+    meta = {k: v for k, v in sd.items() if k not in (*TENSOR_KEYS, *OPTIONAL_TENSOR_KEYS, "model", "early_stopping")}
     meta["early_stopping"] = None if best is None else {"valid_loss": best["valid_loss"], "epoch": best["epoch"]}
     meta["files"] = {f: digest(folder / f) for f in WEIGHT_FILES if (folder / f).is_file()}
     (folder / "session.json").write_text(json.dumps(meta, indent=1))
@@ -142,7 +143,8 @@ def load(path) -> dict[str, Any]:
     if not isinstance(tensors, dict) or any(k not in tensors for k in TENSOR_KEYS):
         raise CheckpointError(f"{folder / 'state.pt'} is incomplete. Use another checkpoint.")
     _check_digests(folder, files)
-    sd = {**meta, "model": weights, **{k: tensors[k] for k in TENSOR_KEYS}, "source": str(folder)}
+    sd = {**meta, "model": weights, **{k: tensors[k] for k in (*TENSOR_KEYS, *OPTIONAL_TENSOR_KEYS) if k in tensors},
+          "source": str(folder)}
     es = meta["early_stopping"]
     if es is not None:
         if best is None:

@@ -35,6 +35,7 @@ class EpochMixin:
     def _run_epoch(self) -> EpochResult | None:
         started = time.perf_counter()  # the epoch's wall time includes any cache build and the eval
         self._apply_pending()
+        self._apply_pending_labels()
         c, epoch = self.config, self.epoch + 1
         before = self.trainable  # a progressive plan may unfreeze a block now; given back if no step is taken
         self._sync_freeze(freezing.trainable_blocks(self.model, self._freeze_spec, epoch=self.epoch))
@@ -98,6 +99,7 @@ class EpochMixin:
             batches=outcome.batches, num_batches=len(plan.batches), stopped=outcome.stopped,
             batch_losses=tuple(outcome.batch_losses), batch_lrs=tuple(outcome.batch_lrs),
         )
+        self.dynamics.commit(epoch, outcome.batches)
         self.history.append(result)
         if valid and self.config.early_stopping is not None:
             self.early_stopping.track(result, self.model.module, self.predictions)
@@ -107,7 +109,7 @@ class EpochMixin:
         return result
 
     def _plan(self, epoch: int, fast: bool, criterion, gen: torch.Generator) -> EpochPlan:
-        c, train = self.config, self.data.train
+        c = self.config
         lrs = freezing.block_lrs(self.model, auto_lr(c, fast, self.model.kind), c.lr_decay)
         for g in self.optimizer.param_groups:  # the base LRs follow the settings and the path, every epoch
             g["base_lr"] = lrs[g["name"]]
@@ -115,8 +117,9 @@ class EpochMixin:
         first_step = self._schedule_steps(fast, c)  # steps since the schedule (re)started: lr_plan.py
         weights = None
         if c.sampler == "balanced":
-            counts = np.bincount(train.labels, minlength=self.data.num_classes).astype(np.float64)
-            weights = torch.from_numpy(1.0 / counts[train.labels])
+            labels = self.train_labels  # with any relabels
+            counts = np.bincount(labels, minlength=self.data.num_classes).astype(np.float64)
+            weights = torch.from_numpy(1.0 / counts[labels])
         batches = self.pipeline.order("train", c.batch_size, gen, shuffle=True, sample_weights=weights,
                                       by_length=not fast)
         dist = self._dist
@@ -139,14 +142,15 @@ class EpochMixin:
         if not fast and batches and self.placement.needs_amp_measurement(c, amp_key):
             self._measure_amp(amp_key, inputs, forward, criterion, batches[0])
         factor = schedule.factor_fn(len(batches), c.epochs)
+        labels = self._training_labels()
         return EpochPlan(
-            epoch=epoch, batches=batches, inputs=inputs, labels=self.pipeline.labels("train"),
+            epoch=epoch, batches=batches, inputs=inputs, labels=labels,
             forward=forward, criterion=criterion, optimizer=self.optimizer, lr_factor=factor,
             first_step=first_step, l1=c.l1, autocast=self.placement.mixed_precision(c, amp_key),
             buffers=list((self.model.head if fast else self.model.module).buffers()),
             deferred=self._deferred_reads() and (dist is None or not dist.active),
             finite=dist.all_finite if dist is not None and dist.active else None,
-            precondition=precondition,
+            precondition=precondition, record=self.dynamics.start_epoch(epoch, batches, labels),
             lr_group=self._head_group(),
         )
 
@@ -195,7 +199,7 @@ class EpochMixin:
 
         with torch.random.fork_rng(devices=self.placement.rng_devices()):  # augmentation draws: not the epoch's
             x = inputs(idx.clone())  # a copy: the prefetched first batch stays for the epoch itself
-        y = self.pipeline.labels("train")[idx.to(self.device)]
+        y = self._training_labels()[idx.to(self.device)]
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self._set_train_mode(False)
 
@@ -241,6 +245,7 @@ class EpochMixin:
         f1 = macro_f1(y, pred, self.data.num_classes)
         self.previous_predictions, self.predictions = (
             self.predictions, Predictions(logits, y.astype(np.int64), losses, np.arange(len(y)), epoch))
+        self.dynamics.record_valid(self.predictions)
         valid_loss = float(losses.mean())
         self.events.emit("eval_end", EvalEnd(epoch, valid_loss, acc, f1))
         return valid_loss, acc, f1
@@ -365,7 +370,7 @@ class EpochMixin:
         started = time.perf_counter()
         try:
             epoch, criterion = self.epoch + 1, self._epoch_criterion()
-            x, y = self._features("train"), self.pipeline.labels("train")
+            x, y = self._features("train"), self._training_labels()
             weight = getattr(criterion, "weight", None)
             fit = fit_linear_head(x, y, self.data.num_classes, C, class_weight=weight, seed=self.config.seed)
             with torch.no_grad():
@@ -374,7 +379,8 @@ class EpochMixin:
             for p in linear.parameters():
                 self.optimizer.state.pop(p, None)  # Adam moments of another solution would pull it away
             with torch.no_grad():
-                train_acc = float((self.model.head.eval()(x).argmax(1) == y).float().mean())
+                logits = self.model.head.eval()(x)
+                train_acc = float((logits.argmax(1) == y).float().mean())
             valid = self._evaluate(True, criterion, epoch)
             cv = ", ".join(f"C={c:g}: {a:.3f}" for c, a in fit.cv_accuracy.items())
             result = EpochResult(
@@ -386,6 +392,7 @@ class EpochMixin:
                 epoch_time_s=time.perf_counter() - started, samples_per_s=len(y) / max(time.perf_counter() - started, 1e-9),
                 batches=1, num_batches=1, batch_losses=(fit.loss,), batch_lrs=(self.optimizer.param_groups[self._head_group()]["lr"],),
             )
+            self.dynamics.record_all(epoch, logits, y)
             self.history.append(result)
             self._record("fit_head", C=jsonable(C))
             self.events.emit("epoch_end", result)

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import ConfigError, suggest
 
 EVENTS = ("fit_start", "epoch_start", "batch_end", "epoch_end", "eval_end", "fit_end", "config_change", "progress",
-          "error")
+          "error", "review")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,15 @@ class ConfigChange:
 
     what: str  # "settings" | "freeze" | "state" | "pending applied"
     pending: bool = False  # True: queued while training runs, applied at the next epoch
+
+
+@dataclass(frozen=True)
+class ReviewChange:
+    """The verify queue, the relabels or the pinned samples changed (train/dynamics_session.py)."""
+
+    what: str  # "flag" | "keep" | "unflag" | "relabel" | "relabel applied" | "pin" | "unpin"
+    ids: tuple[int, ...] = ()  # train positions (valid positions for pin / unpin)
+    pending: bool = False  # True: a relabel queued while training runs, applied at the next epoch
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,8 @@ def run_recipe(recipe: dict[str, Any], base, out, *, resume: bool = False, check
                 session.freeze(freeze_spec_from_json(step["spec"]))
             elif op == "configure":
                 session.configure(**step["settings"])
+            elif op == "relabel":  # train labels overridden from the next epoch (a resume restores earlier ones)
+                session.relabel({int(i): str(c) for i, c in step["labels"]})
     save()
     if session._dist.is_main:
         writer.line({"type": "end", "epochs": session.epoch})

@@ -49,6 +49,9 @@ class EpochPlan:
     # takes back a step that leaves the weights non-finite (guards.StepGuard; a re-run only: it copies per step)
     step_guard: StepGuard | None = None
     lr_group: int = -1  # the param group whose LR the history records per batch (the head's)
+    # (logits, their argmax, first batch, end batch) of each chunk of trained batches: the per-sample
+    # training dynamics, read from this epoch's own forward passes (train/dynamics.py)
+    record: Callable[[torch.Tensor, torch.Tensor, int, int], None] | None = None
 
 
 @dataclass
@@ -126,8 +129,7 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
             losses.append(loss.detach())
             pending.append(logits.detach())
             if len(pending) == ARGMAX_CHUNK:
-                predicted.append(torch.cat(pending).argmax(1))
-                pending.clear()
+                _take_predictions(plan, pending, predicted, len(losses))
             out.batch_lrs.append(plan.optimizer.param_groups[plan.lr_group]["lr"])
             if events.batch_due(last=b + 1 == n_batches):
                 if guard is not None and guard.tripped():  # a host sync, at most ~5 per second
@@ -144,7 +146,7 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
         if guard is not None:
             guard.close()
     if pending:
-        predicted.append(torch.cat(pending).argmax(1))
+        _take_predictions(plan, pending, predicted, len(losses))
     values = torch.stack(losses) if losses else torch.zeros(0)
     done = len(losses)
     if guard is not None and guard.fired:
@@ -160,6 +162,16 @@ def train_epoch(plan: EpochPlan, events: EventBus, control: RunControl) -> Epoch
         seen = torch.cat(plan.batches[:done]).to(plan.labels.device)
         out.accuracy = int((torch.cat(predicted)[: out.samples] == plan.labels[seen]).sum()) / out.samples
     return out
+
+
+def _take_predictions(plan: EpochPlan, pending: list[torch.Tensor], predicted: list[torch.Tensor], done: int) -> None:
+    """The argmax of the pending batches' logits (the last `len(pending)` of the `done` batches), and
+    the same logits to the dynamics recorder: one op per chunk, not per batch."""
+    logits = torch.cat(pending)
+    predicted.append(logits.argmax(1))
+    if plan.record is not None:
+        plan.record(logits, predicted[-1], done - len(pending), done)
+    pending.clear()
 
 
 def _emit_batch_end(plan: EpochPlan, events: EventBus, value: float, done: int, start: float) -> None:

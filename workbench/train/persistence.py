@@ -102,6 +102,7 @@ class StateMixin:
             "early_stopping": self.early_stopping.to_dict(),
             "recording": copy.deepcopy(self.recording),
             "schedule": {"start_step": self._schedule_start},  # where the LR schedule (re)started: lr_plan.py
+            **self._dynamics_state(),  # training dynamics and the verify queue (bounded by the dynamics' cap)
             "rng": {"seeding": "per epoch: torch seed*1000003+epoch, batch order seed*7919+epoch"},
         }
 
@@ -109,6 +110,7 @@ class StateMixin:
         """Load a state from `state_dict()` (same backbone and classes). The whole state is checked
         first; a mismatch raises CheckpointError and the session keeps everything it had."""
         checked = state.check_state(sd, self.model, self.data)
+        dynamics = self._checked_dynamics_state(sd)  # absent in older checkpoints: then empty
         c = checked.config
         resolve_device(c.device)
         with self.control.hold("loading a state"):
@@ -131,6 +133,7 @@ class StateMixin:
             self.early_stopping = EarlyStopping(checked.best)
             self.recording = copy.deepcopy(checked.recording)
             self._schedule_start = checked.schedule_start
+            self._swap_dynamics_state(dynamics)
             if isinstance(sd.get("name"), str):
                 self.name = sd["name"]
             self._body_version += 1  # the cached features were computed from other weights

@@ -3,7 +3,7 @@
 A Session appends every change that took effect to `session.recording`, in order: how the data
 and the backbone were made, the settings and freeze plan it started with, settings and freeze
 plans as they were applied (changes queued during an epoch are recorded where they took effect),
-runs of epochs, LR range tests and exact head fits. Epochs are seeded from (seed, epoch), so on the
+runs of epochs, LR range tests, exact head fits and relabels of train samples. Epochs are seeded from (seed, epoch), so on the
 CPU the cell reproduces the weights and the history bit for bit.
 
 A recording also comes from files (checkpoints), so it is data to check, never code: `OPS` is the
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CheckpointError, WorkbenchError
-from .codegen import Line, Ref, assign, call, expr, method, plain, render
+from .codegen import Line, Ref, assign, call, expr, literal, method, plain, render
 
 # default keyword values left out of the printed calls
 _DEFAULT_KWARGS = {"valid_fraction": 0.2, "seed": 0, "pretrained": True, "granularity": "stages", "head_dropout": 0.0,
@@ -94,6 +94,18 @@ def freeze_spec(value: Any, where: str) -> Any:
                      f"{str(value)[:60]!r}")
 
 
+def relabels(value: Any, where: str) -> list[list[Any]]:
+    """[[train sample id, class name], ...]: train label overrides from the next epoch (train/review.py)."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where} must be a non-empty list of [sample id, class name] pairs")
+    out = []
+    for k, pair in enumerate(value):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"{where}[{k}] must be a [sample id, class name] pair, got {str(pair)[:40]!r}")
+        out.append([whole(0)(pair[0], f"{where}[{k}][0]"), text(pair[1], f"{where}[{k}][1]")])
+    return out
+
+
 def data_recipe(value: Any, where: str) -> list[dict[str, Any]] | None:
     from ..data.recipes import check
 
@@ -147,7 +159,7 @@ def _data(recipe: list[dict[str, Any]] | None, name: str) -> Line:
     first, *rest = recipe
     code = call(first["call"], *first.get("args", []), **_kwargs(first.get("kwargs", {})))
     for step in rest:
-        code = method(code, "subset", **{k: v for k, v in step.get("kwargs", {}).items() if v is not None})
+        code = method(code, step["call"], **{k: v for k, v in step.get("kwargs", {}).items() if v is not None})
     return Line(assign("data", code))
 
 
@@ -171,6 +183,12 @@ def _fit(e: dict[str, Any]) -> list[Line]:
     return [Line(expr(call("session.fit", e["epochs"])))]
 
 
+def _relabel(e: dict[str, Any]) -> list[Line]:
+    """session.relabel({id: 'class', ...}): a dict literal keyed by whole numbers."""
+    pairs = ast.Dict([literal(i) for i, _ in e["labels"]], [literal(c) for _, c in e["labels"]])
+    return [Line(expr(call("session.relabel", pairs)))]
+
+
 @dataclass(frozen=True)
 class Op:
     """One kind of recording entry: its fields and their checks, the fields it must have, the code
@@ -191,7 +209,7 @@ OPS: dict[str, Op] = {
     "session": Op({"data": data_recipe, "data_name": text, "model": model_recipe, "model_name": text,
                    "freeze": freeze_spec, "settings": settings}, _session, first=True,
                   calls=frozenset({"wb.load_data", "wb.Data.from_folder", "wb.Data.from_torchvision", "wb.Data.from_hf",
-                                   "().subset", "wb.load_backbone", "wb.Session"}) | _FREEZE_CALLS),
+                                   "().subset", "().with_label_noise", "wb.load_backbone", "wb.Session"}) | _FREEZE_CALLS),
     "freeze": Op({"spec": freeze_spec}, lambda e: [Line(expr(call("session.freeze", _freeze(e["spec"]))))],
                  calls=frozenset({"session.freeze"}) | _FREEZE_CALLS),
     "configure": Op({"settings": settings}, lambda e: [Line(expr(call("session.configure", **e["settings"])))],
@@ -201,6 +219,8 @@ OPS: dict[str, Op] = {
     "find_lr": Op({"start": number, "end": number, "steps": whole(1)},
                   lambda e: [Line(expr(call("session.find_lr", start=e["start"], end=e["end"], steps=e["steps"])),
                                   "restores the weights")], calls=frozenset({"session.find_lr"})),
+    "relabel": Op({"labels": relabels}, _relabel,
+                  calls=frozenset({"session.relabel"})),
     "fit_head": Op({"C": optional(number)},
                    lambda e: [Line(expr(call("session.fit_head", **({} if e.get("C") is None else {"C": e["C"]}))))],
                    calls=frozenset({"session.fit_head"}), required=()),

@@ -185,7 +185,7 @@ def write_script(session, path, *, data=None, weights: str = "start", epochs: in
     recipe: dict[str, Any] = {"name": session.name, "data": spec, "model": session.model.recipe}
     if weights == "start":
         recipe["freeze"], recipe["settings"] = start["freeze"], dict(start["settings"])
-        recipe["steps"] = steps(session.recording, ("freeze", "configure", "fit", "fit_head"))
+        recipe["steps"] = steps(session.recording, ("freeze", "configure", "fit", "fit_head", "relabel"))
         if not any(s["op"] == "fit" for s in recipe["steps"]) or epochs is not None:
             recipe["steps"].append({"op": "fit", "epochs": epochs or session.config.epochs})
     else:

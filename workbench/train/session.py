@@ -27,6 +27,7 @@ from .cache import FeatureCache
 from .config import (TrainConfig, auto_lr, auto_schedule, check_compatible, check_head_dropout, check_splits,
                      criterion_for, preconditions_head, resolve_device)
 from .control import RunControl
+from .dynamics_session import DynamicsMixin
 from .early_stopping import EarlyStopping
 from .epoch import EpochMixin
 from .persistence import StateMixin
@@ -41,7 +42,7 @@ from .records import EpochResult, Predictions, history_frame
 REBUILD = ("optimizer", "momentum", "nesterov", "weight_decay")
 
 
-class Session(EpochMixin, StateMixin, LrPlanMixin):
+class Session(EpochMixin, StateMixin, LrPlanMixin, DynamicsMixin):
     """Fine-tune `model` on `data`, one epoch at a time. See TrainConfig for the settings."""
 
     def __init__(self, data, model, *, freeze: Any = "head", name: str | None = None, **settings: Any) -> None:
@@ -79,6 +80,7 @@ class Session(EpochMixin, StateMixin, LrPlanMixin):
             model.set_head_dropout(config.head_dropout)
         freezing.apply_freeze(model, trainable)
         self.optimizer = self._new_optimizer(config, trainable)
+        self._init_dynamics()  # per-sample training dynamics, the verify queue, pins (dynamics_session.py)
         default_name = runs.register(self)  # this kernel's runs, for wb.compare and the Compare view
         self.name = name or default_name
         # every change that took effect, in order: session.to_code() replays it (see recording.py)

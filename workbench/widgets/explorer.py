@@ -40,6 +40,8 @@ class ErrorExplorer(W.VBox):
     """Explore the latest validation errors of a Session (`selected` is the clicked cell)."""
 
     selected = traitlets.Tuple(allow_none=True, default_value=None).tag(sync=True)  # (true, predicted) indices
+    # the epoch shown: None = the latest; an earlier one as the session kept it (the epoch scrubber sets it)
+    epoch = traitlets.Int(allow_none=True, default_value=None).tag(sync=True)
 
     def __init__(self, session, max_cells: int = MAX_CELLS) -> None:
         super().__init__()
@@ -130,6 +132,7 @@ class ErrorExplorer(W.VBox):
         self.mode.observe(lambda _: self._paint(), names="value")
         self.classes_pick.observe(lambda _: self._place_classes(), names="value")
         self.observe(self._on_selected, names="selected")
+        self.observe(lambda _: self.refresh(), names="epoch")
         controls = W.HBox([self.mode, self.classes_pick], layout=W.Layout(width="auto"))
         controls.add_class("wb-wrap-row")
         left = W.VBox([controls, self.matrix], layout=W.Layout(width="auto", overflow="visible", flex="0 1 auto"))
@@ -157,7 +160,7 @@ class ErrorExplorer(W.VBox):
     def visible(self, shown: bool) -> None:
         """Shown or not (a Workbench tab): hidden, it and its Why panel and map only mark themselves
         stale after epochs, and repaint when shown again."""
-        for painter in (self.painter, self.why.painter, self.data_map.painter):
+        for painter in (self.painter, self.why.painter, self.data_map.painter, *getattr(self, "extra_painters", ())):
             painter.visible = shown
 
     def __repr__(self) -> str:  # the text a saved notebook shows where the widget was (no kernel, no widget state)
@@ -194,7 +197,7 @@ class ErrorExplorer(W.VBox):
     def show_flips(self, which: str = "right_to_wrong") -> None:
         """Samples whose correctness changed since the previous epoch (forgetting after unfreezing)."""
         a = self._need()
-        previous = self.session.previous_predictions
+        previous = self._previous()
         if previous is None:
             self.message.show("Flips need two evaluated epochs: train one more epoch.", "info")
             return
@@ -249,7 +252,7 @@ class ErrorExplorer(W.VBox):
                 self.header.value = ('<span class="wb-muted">No predictions yet: train an epoch, then come '
                                      "back.</span>")
                 return
-            analysis = ErrorAnalysis.from_session(self.session)
+            analysis = ErrorAnalysis.from_session(self.session, epoch=self.epoch)
             analysis.flagged = self.flagged  # flags survive epochs
             self.analysis = analysis
             errors = int((analysis.predicted != analysis.labels).sum())
@@ -330,13 +333,13 @@ class ErrorExplorer(W.VBox):
             return
         cm, rate = a.confusion_matrix, a.normalized_confusion()
         values = rate if self.mode.value == "rate" else cm / max(cm.max(), 1)
-        blues, reds = colormaps["Blues"], colormaps["Reds"]
+        shade = 0.08 + 0.8 * values  # correct in blue, errors in red; one colormap call each for all cells
+        blues, reds = colormaps["Blues"](shade), colormaps["Reds"](shade)
         for r, i in enumerate(self._shown):
             for c, j in enumerate(self._shown):
                 b, v = self._cells[r][c], float(values[i, j])
                 b.description = f"{rate[i, j]:.0%}" if self.mode.value == "rate" else str(cm[i, j])
-                cmap = blues if i == j else reds  # correct in blue, errors in red
-                b.style.button_color = to_hex(cmap(0.08 + 0.8 * v)) if cm[i, j] else "#ffffff"
+                b.style.button_color = to_hex((blues if i == j else reds)[i, j]) if cm[i, j] else "#ffffff"
                 b.style.text_color = "white" if v > 0.55 else "black"
 
     # ---- side panels -----------------------------------------------------------------------------
@@ -357,7 +360,7 @@ class ErrorExplorer(W.VBox):
             for label, col in zip(labels, ("precision", "recall", "f1")):
                 label.value = f"{row[col]:.3f}"
             labels[3].value = str(int(row["support"]))
-        previous = self.session.previous_predictions
+        previous = self._previous()
         if previous is not None:
             flips = a.flips(previous)
             self.flip_buttons[0].description = f"right → wrong: {len(flips.right_to_wrong)}"
@@ -379,6 +382,14 @@ class ErrorExplorer(W.VBox):
         self.side.set_title(4, f"Flagged ({len(self.flagged)})" if self.flagged else "Flagged")
         if self.shown_ids and self.analysis is not None:
             self._show(self.shown_ids, self._title)
+
+    def _previous(self):
+        """What flips compare with: the epoch before the one shown (kept by the session for earlier ones)."""
+        if self.epoch is None:
+            return self.session.previous_predictions
+        from ..analysis.dynamics_views import kept_before
+
+        return kept_before(ErrorAnalysis, self.session, self.epoch)
 
     def _need(self) -> ErrorAnalysis:
         if self.analysis is None:

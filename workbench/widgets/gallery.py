@@ -117,14 +117,18 @@ def gallery_html(analysis, data, ids, thumbs: ThumbnailCache | None, title: str,
     return f'{GALLERY_STYLE}{head}<div class="wb-gallery">{"".join(items)}</div>'
 
 
+def relabel_select(classes: list, title: str) -> str:
+    """A card's "relabel as…" list (class names escaped); empty beyond RELABEL_MAX_CLASSES classes."""
+    if len(classes) > RELABEL_MAX_CLASSES:
+        return ""
+    options = "".join(f'<option value="{k}">{esc(name)}</option>' for k, name in enumerate(classes))
+    return f'<select data-action="relabel" title="{esc(title)}"><option value="">relabel as…</option>{options}</select>'
+
+
 def _actions(i: int, flagged: bool, classes: list) -> str:
     flag = ('<button data-action="unflag" title="Remove the flag">Unflag</button>' if flagged else
             '<button data-action="flag" title="Flag: the given label looks wrong">Flag</button>')
-    relabel = ""
-    if len(classes) <= RELABEL_MAX_CLASSES:
-        options = "".join(f'<option value="{k}">{esc(name)}</option>' for k, name in enumerate(classes))
-        relabel = (f'<select data-action="relabel" title="Flag with the label it should have">'
-                   f'<option value="">relabel as…</option>{options}</select>')
+    relabel = relabel_select(classes, "Flag with the label it should have")
     return f'<div class="wb-actions"><button data-action="why" title="What the model looked at">Why?</button>{flag}{relabel}</div>'
 
 

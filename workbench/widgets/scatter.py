@@ -31,12 +31,13 @@ function render({ model, el }) {
   const ctx = canvas.getContext("2d");
   let xy = new Float32Array(0), cls = new Uint8Array(0), wrong = new Uint8Array(0);
   let box = [0, 1, 0, 1], lasso = null;
-  const pad = 12;
   const W = () => model.get("width"), H = () => model.get("height");
-  const toPx = (x, y) => [pad + (x - box[0]) / (box[1] - box[0]) * (W() - 2 * pad),
-                          H() - pad - (y - box[2]) / (box[3] - box[2]) * (H() - 2 * pad)];
-  const toData = (px, py) => [box[0] + (px - pad) / (W() - 2 * pad) * (box[1] - box[0]),
-                              box[2] + (H() - pad - py) / (H() - 2 * pad) * (box[3] - box[2])];
+  // left and bottom make room for tick labels and axis titles when there are any
+  const L = () => (model.get("axes")[1] ? 44 : 12), B = () => (model.get("axes")[0] ? 34 : 12), pad = 12;
+  const toPx = (x, y) => [L() + (x - box[0]) / (box[1] - box[0]) * (W() - L() - pad),
+                          H() - B() - (y - box[2]) / (box[3] - box[2]) * (H() - B() - pad)];
+  const toData = (px, py) => [box[0] + (px - L()) / (W() - L() - pad) * (box[1] - box[0]),
+                              box[2] + (H() - B() - py) / (H() - B() - pad) * (box[3] - box[2])];
   function load() {
     const dv = model.get("points");
     xy = dv && dv.byteLength ? new Float32Array(dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength)) : new Float32Array(0);
@@ -49,7 +50,33 @@ function render({ model, el }) {
     }
     if (!(x1 > x0)) { x0 -= 1; x1 += 1; }
     if (!(y1 > y0)) { y0 -= 1; y1 += 1; }
-    box = [x0, x1, y0, y1];
+    const fixed = model.get("box");
+    box = fixed && fixed.length === 4 ? fixed : [x0, x1, y0, y1];
+  }
+  function guides() {                                  // dashed lines, labels and axis titles (canvas text: never HTML)
+    ctx.save();
+    ctx.strokeStyle = "#888"; ctx.lineWidth = 1; ctx.setLineDash([5, 4]);
+    for (const [ax, ay, bx, by] of model.get("lines")) {
+      const [p, q] = toPx(ax, ay), [r, s] = toPx(bx, by);
+      ctx.beginPath(); ctx.moveTo(p, q); ctx.lineTo(r, s); ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    ctx.font = "bold 12px sans-serif";
+    for (const [x, y, text, color, align] of model.get("labels")) {
+      const [px, py] = toPx(x, y);
+      ctx.fillStyle = color || "#333"; ctx.textAlign = align || "left";
+      ctx.fillText(String(text), px, Math.min(Math.max(py, 14), H() - 16));
+    }
+    const [xt, yt] = model.get("axes");
+    ctx.font = "11px sans-serif"; ctx.fillStyle = "#555";
+    const [xs, ys] = model.get("ticks").length === 2 ? model.get("ticks") : [[], []];
+    ctx.textAlign = "center";
+    for (const v of xs) { const [px] = toPx(v, box[2]); ctx.fillText(String(v), px, H() - B() + 13); }
+    ctx.textAlign = "right";
+    for (const v of ys) { const [, py] = toPx(box[0], v); ctx.fillText(String(v), L() - 4, py + 4); }
+    if (xt) { ctx.textAlign = "center"; ctx.fillText(String(xt), L() + (W() - L()) / 2, H() - 4); }
+    if (yt) { ctx.translate(11, H() / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center"; ctx.fillText(String(yt), 0, 0); }
+    ctx.restore();
   }
   function draw() {
     const t0 = performance.now();
@@ -78,6 +105,7 @@ function render({ model, el }) {
       }
     }
     ctx.globalAlpha = 1;
+    guides();
     ctx.lineWidth = 1.5;
     for (const set of [hi, sel]) {
       ctx.strokeStyle = set === sel ? "#ff9800" : "#000";
@@ -141,7 +169,11 @@ function render({ model, el }) {
   model.on("change:points", redraw);
   model.on("change:classes", redraw);
   model.on("change:wrong", redraw);
-  for (const name of ["selected", "highlighted", "palette", "width", "height", "radius"]) model.on("change:" + name, draw);
+  model.on("change:box", redraw);
+  for (const name of ["selected", "highlighted", "palette", "width", "height", "radius", "lines", "labels", "axes",
+                      "ticks"]) {
+    model.on("change:" + name, draw);
+  }
   redraw();
 }
 export default { render };
@@ -162,6 +194,11 @@ class ScatterCanvas(anywidget.AnyWidget):
     width = traitlets.Int(520).tag(sync=True)
     height = traitlets.Int(420).tag(sync=True)
     radius = traitlets.Float(2.5).tag(sync=True)
+    box = traitlets.List(traitlets.Float()).tag(sync=True)  # [x0, x1, y0, y1]: fixed data bounds; empty = fit the points
+    lines = traitlets.List().tag(sync=True)  # [[x0, y0, x1, y1], ...] dashed guide lines in data coordinates
+    labels = traitlets.List().tag(sync=True)  # [[x, y, text, colour, "left" | "right"], ...] drawn as canvas text
+    axes = traitlets.List(traitlets.Unicode(), default_value=["", ""]).tag(sync=True)  # x and y axis titles
+    ticks = traitlets.List().tag(sync=True)  # [[x values], [y values]] labelled along the axes (with axis titles)
 
     def set_points(self, coords: np.ndarray, classes: np.ndarray, wrong: np.ndarray, palette: list[str]) -> None:
         """Replace the points (one message: traits are held and sent together)."""
