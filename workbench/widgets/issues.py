@@ -20,7 +20,7 @@ import ipywidgets as W
 
 from ..analysis import ErrorAnalysis
 from ..analysis.label_issues import write_csv
-from ..validate import whole
+from ..validate import integer
 from .common import STYLE, MessageBox, esc, guarded, table_html
 from .gallery import GALLERY_STYLE, CardGallery, ThumbnailCache, snippet_html
 from .train_cards import handle_card, train_cards_html
@@ -117,7 +117,7 @@ class LabelIssuesView(W.VBox):
         """Flag the top n validation label issues in the explorer's list (a note says why)."""
         analysis = self._need()
         if self.split.value == "train":
-            n = whole("n", n, "Flag the top n: a whole number such as 10.")
+            n = integer("n", n, low=1, hint="Flag the top n: a whole number such as 10.")
             table = self.ranking if self.ranking is not None and self.ranked_split == "train" else self.rank("train")
             if table is None:  # rank() showed why
                 return []
