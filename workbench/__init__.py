@@ -68,6 +68,14 @@ _LAZY = {
     "LabelIssuesView": "workbench.widgets.issues",
     "DataMap": "workbench.widgets.datamap",
     "CompareView": "workbench.widgets.compare",
+    "rank_backbones": "workbench.analysis.choose",
+    "Candidate": "workbench.analysis.choose",
+    "BackboneRanking": "workbench.analysis.choose",
+    "logme": "workbench.analysis.logme",
+    "sweep": "workbench.train.sweep",
+    "Sweep": "workbench.train.sweep",
+    "ChooseView": "workbench.widgets.choose",
+    "SweepView": "workbench.widgets.sweep",
 }
 
 __all__ = [

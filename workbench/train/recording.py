@@ -68,6 +68,21 @@ def model_code(recipe: dict[str, Any] | None, name: str) -> str:
     return f"model = {code}"
 
 
+def sweep_code(step: dict[str, Any]) -> list[str]:
+    """A sweep run from the session, then its trial adopted (train/sweep.py). Trials after the
+    adopted one cannot change it (the sampler and the pruner only look back), so the replay runs
+    `trial + 1` of them."""
+    number = int(step["trial"])
+    options = {"epochs": step["epochs"], "metric": step["metric"], "pruner": None if step["pruner"] == "none" else step["pruner"],
+               "sampler": step["sampler"], "seed": step["seed"], "startup_trials": step["startup_trials"],
+               "warmup_epochs": step["warmup_epochs"], "name": step["name"]}
+    call = _call("wb.sweep", [], {"space": step["space"], "trials": number + 1, **options})
+    params = ", ".join(f"{k}={_value(v)}" for k, v in step["params"].items())
+    note = f"trial {number} of {int(step['trials'])}, {str(step['state'])}: {params}"
+    return [call.replace("wb.sweep(", "sweep = wb.sweep(session, ", 1),
+            f"session = sweep.adopt({number})  # " + note.replace("\n", " ").replace("\r", " ")]
+
+
 def to_code(recording: list[dict[str, Any]]) -> str:
     """A Python cell that rebuilds the recorded run from nothing."""
     start, *steps = recording
@@ -90,4 +105,6 @@ def to_code(recording: list[dict[str, Any]]) -> str:
             lines.append(f"session.find_lr(start={step['start']!r}, end={step['end']!r}, steps={step['steps']})  # restores the weights")
         elif op == "fit_head":
             lines.append(f"session.fit_head({'' if step.get('C') is None else 'C=' + _value(step['C'])})")
+        elif op == "sweep":
+            lines += sweep_code(step)
     return "\n".join(lines) + "\n"

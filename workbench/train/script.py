@@ -118,7 +118,9 @@ def write_script(session, path, *, data=None, weights: str = "start", epochs: in
     recipe: dict[str, Any] = {"name": session.name, "data": _data_spec(data, folder, stem), "model": session.model.recipe}
     if weights == "start":
         recipe["freeze"], recipe["settings"] = start["freeze"], dict(start["settings"])
-        recipe["steps"] = [s for s in session.recording[1:] if s["op"] in ("freeze", "configure", "fit", "fit_head")]
+        # a sweep's adopted trial: the steps that trial took (its settings, its epochs)
+        steps = [t for s in session.recording[1:] for t in (s.get("steps", []) if s["op"] == "sweep" else [s])]
+        recipe["steps"] = [s for s in steps if s["op"] in ("freeze", "configure", "fit", "fit_head")]
         if not any(s["op"] == "fit" for s in recipe["steps"]) or epochs is not None:
             recipe["steps"].append({"op": "fit", "epochs": epochs or session.config.epochs})
     else:
