@@ -88,6 +88,7 @@ class ChooseProgress:
     done: int = 0
     of: int = 0
     elapsed_s: float = 0.0
+    result: Any = None  # the CandidateResult, at stage "done" or "failed"
 
 
 @dataclass(frozen=True)
@@ -306,8 +307,8 @@ def _measure(i: int, total: int, c: Any, data, C: Any, seed: int, batch_size: in
     from .logme import logme
 
     name, started = _name(c), time.perf_counter()
-    say = lambda stage, done=0, of=0: report(ChooseProgress(i, total, name, stage, done, of,  # noqa: E731
-                                                            time.perf_counter() - started))
+    say = lambda stage, done=0, of=0, result=None: report(ChooseProgress(  # noqa: E731
+        i, total, name, stage, done, of, time.perf_counter() - started, result))
     say("building")
     try:
         if session is None:
@@ -334,11 +335,12 @@ def _measure(i: int, total: int, c: Any, data, C: Any, seed: int, batch_size: in
             train_accuracy=fit.train_accuracy, logme=score, C=chosen, backbone_params=total_params - head,
             head_params=head, feature_dim=int(x.shape[1]), seconds=time.perf_counter() - started,
             feature_seconds=t1 - t0, fit_seconds=t2 - t1, weights=session.model.weights, session=session)
-        say("done")
+        say("done", result=result)
         return result
     except WorkbenchError as exc:
-        say("failed")
-        return CandidateResult(name=name, candidate=c, seconds=time.perf_counter() - started, error=str(exc))
+        failed = CandidateResult(name=name, candidate=c, seconds=time.perf_counter() - started, error=str(exc))
+        say("failed", result=failed)
+        return failed
 
 
 def _chosen_C(reason: str, C: Any) -> float:

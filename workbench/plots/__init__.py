@@ -3,7 +3,7 @@
 matplotlib `Figure` + `FigureCanvasAgg`, never pyplot: safe to build in a training thread, and
 the same figure a widget shows is what a script saves. `png(fig)` gives the bytes a widget needs.
 core.py: training curves, LR test, confusion matrix, top losses, attributions, the feature map;
-compare.py: figures over several runs.
+compare.py: figures over several runs; search.py: ranked backbones and sweeps.
 """
 
 from .compare import (
@@ -31,6 +31,7 @@ from .core import (
     top_losses_figure,
     training_figure,
 )
+from .search import ranking_figure, sweep_figure
 
 __all__ = [
     "COLORS",
@@ -51,7 +52,9 @@ __all__ = [
     "overlay",
     "png",
     "rank_by_confusion",
+    "ranking_figure",
     "tokens_html",
+    "sweep_figure",
     "top_losses_figure",
     "training_figure",
 ]
