@@ -373,8 +373,9 @@ class _Bar:
     def __init__(self, total: int) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total, desc="ranking backbones", unit="candidate")
-        self._index = -1
+        from ..progress import open_bar
+
+        self._bar = open_bar(tqdm, total=total, desc="ranking backbones", unit="candidate")
 
     def update(self, p: ChooseProgress) -> None:
         if p.stage in ("done", "failed"):
@@ -383,7 +384,9 @@ class _Bar:
         self._bar.set_postfix_str(f"{p.name}: {p.stage}{of}", refresh=False)
 
     def close(self) -> None:
-        self._bar.close()
+        from ..progress import close_bar
+
+        close_bar(self._bar)
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:

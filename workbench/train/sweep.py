@@ -114,9 +114,18 @@ class Sweep:
         self.study = self._new_study()
 
     # ---- running ----------------------------------------------------------------------------
-    def run(self, trials: int | None = None) -> Sweep:
-        """Run `trials` more trials (default: the rest of those planned) in this thread; returns self."""
+    def run(self, trials: int | None = None, progress: bool | None = None) -> Sweep:
+        """Run `trials` more trials (default: the rest of those planned) in this thread; returns self.
+        progress: a tqdm bar over the trials in code cells (None: on in notebooks and terminals;
+        views pass False and show their own)."""
         todo = self.trials_planned - len(self.trials) if trials is None else integer("trials", trials, low=1, hint="e.g. 4")
+        if progress is None:
+            from ..progress import enabled_by_default
+
+            progress = enabled_by_default()
+        if progress:
+            with _TrialBar(self, todo):
+                return self.run(trials, progress=False)
         if not self._lock.acquire(blocking=False):
             raise ConfigError("This sweep is running already (in another thread); wait for it or stop() it.")
         self._stop.clear()
@@ -322,13 +331,47 @@ class Sweep:
                 f"<tbody>{body}</tbody></table></div>")
 
 
-def sweep(source: Any, space: Mapping[str, Any], trials: int = 8, **options: Any) -> Sweep:
+def sweep(source: Any, space: Mapping[str, Any], trials: int = 8, progress: bool | None = None, **options: Any) -> Sweep:
     """Run a hyperparameter sweep now and return it: `source` is a Session (trials are its clones
     with the params) or a function params -> Session; `space` maps settings to a list of choices,
     a (low, high) range, or {"low": .., "high": .., "log": True}. Options: epochs (per trial, 3),
     metric ("valid_accuracy" | "valid_macro_f1" | "valid_loss"), pruner ("median" | None),
-    sampler ("tpe" | "random"), seed, startup_trials (never pruned, 2), warmup_epochs (1), name."""
-    return Sweep(source, space, trials, **options).run()
+    sampler ("tpe" | "random"), seed, startup_trials (never pruned, 2), warmup_epochs (1), name.
+    progress: a bar over the trials (None: on in notebooks and terminals)."""
+    return Sweep(source, space, trials, **options).run(progress=progress)
+
+
+class _TrialBar:
+    """A tqdm bar over a sweep's trials; its postfix says the trial, its epoch and how trials ended."""
+
+    def __init__(self, sweep: Sweep, total: int) -> None:
+        self.sweep, self.total = sweep, total
+
+    def __enter__(self) -> _TrialBar:
+        from tqdm.auto import tqdm
+
+        from ..progress import open_bar
+
+        self.bar = open_bar(tqdm, total=self.total, desc=f"{self.sweep.name}: trials", unit="trial")
+        self.sweep.on(self._event)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from ..progress import close_bar
+
+        self.sweep.off(self._event)
+        s = self.sweep
+        self.bar.set_postfix_str(f"{s.epochs_run} epochs, {sum(t.state == 'pruned' for t in s.trials)} pruned", refresh=False)
+        close_bar(self.bar)
+
+    def _event(self, e: SweepEvent) -> None:
+        if e.kind == "trial_end":
+            self.bar.update(1)
+        elif e.kind == "epoch":
+            self.bar.set_postfix_str(f"trial {e.trial.number}: epoch {e.trial.epochs}, {self.sweep.metric} "
+                                     f"{e.trial.value:.3f}")
+        elif e.kind == "progress" and e.trial is None:
+            self.bar.set_postfix_str(f"features once for every trial: {e.detail.task} {e.detail.done}/{e.detail.total}")
 
 
 def _status_words(t: Trial) -> str:

@@ -16,9 +16,8 @@ from collections.abc import Callable
 import ipywidgets as W
 
 from ..analysis.choose import BackboneRanking, ChooseProgress, as_candidates, rank_backbones
-from ..errors import WorkbenchError
 from ..plots import png, ranking_figure
-from .common import STYLE, MessageBox, ProgressLine, fmt_params, guarded, log, start_worker, table_html
+from .common import STYLE, MessageBox, ProgressLine, errors_shown, fmt_params, guarded, start_worker, table_html
 
 PROGRESS_EVERY_S = 0.2  # progress traits at most 5 times a second
 STAGE_WORDS = {"building": "building the model", "features (train)": "computing its features once, train split: batch {n}",
@@ -127,22 +126,20 @@ class ChooseView(W.VBox):
 
     # ---- in the ranking thread ---------------------------------------------------------------
     def _rank(self, chosen: list) -> None:
+        ranked = False
         try:
-            ranking = rank_backbones(self.data, chosen, C=self.C, seed=self.seed, reuse=self.ranking,
-                                     on_progress=self._on_progress, stop=self._stop, progress=False)
-            self.ranking = ranking
-            self._show(ranking)
-            stopped = len(ranking) < len(chosen)
-            self.progress.show(f"ranked {len(ranking)} of {len(chosen)} candidate(s)" + (" (stopped)" if stopped else ""),
-                               len(ranking), len(chosen), style="success")
-        except WorkbenchError as exc:
-            self.message.show(str(exc))
-            self.progress.layout.display = "none"
-        except Exception as exc:
-            self.message.show(f"Unexpected error ({type(exc).__name__}): {exc}")
-            self.progress.layout.display = "none"
-            log.exception("ranking backbones failed")
+            with errors_shown(self.message, "ranking backbones"):
+                ranking = rank_backbones(self.data, chosen, C=self.C, seed=self.seed, reuse=self.ranking,
+                                         on_progress=self._on_progress, stop=self._stop, progress=False)
+                self.ranking = ranking
+                self._show(ranking)
+                stopped = len(ranking) < len(chosen)
+                self.progress.show(f"ranked {len(ranking)} of {len(chosen)} candidate(s)" + (" (stopped)" if stopped else ""),
+                                   len(ranking), len(chosen), style="success")
+                ranked = True
         finally:
+            if not ranked:
+                self.progress.layout.display = "none"  # the message says what went wrong
             self.rank_button.disabled, self.stop_button.disabled = False, True
             self.adopt_button.disabled = self.ranking is None
 

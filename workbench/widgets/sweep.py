@@ -19,7 +19,7 @@ import ipywidgets as W
 from ..errors import WorkbenchError
 from ..plots import png, sweep_figure
 from ..train.sweep import Sweep, SweepEvent
-from .common import STYLE, MessageBox, Painter, ProgressLine, esc, guarded, log, start_worker, table_html
+from .common import STYLE, MessageBox, Painter, ProgressLine, errors_shown, esc, guarded, start_worker, table_html
 
 PROGRESS_EVERY_S = 0.2
 
@@ -115,12 +115,8 @@ class SweepView(W.VBox):
     # ---- in the sweep's thread ----------------------------------------------------------------
     def _run(self, todo: int) -> None:
         try:
-            self.sweep.run(todo)
-        except WorkbenchError as exc:
-            self.message.show(str(exc))
-        except Exception as exc:
-            self.message.show(f"Unexpected error ({type(exc).__name__}): {exc}")
-            log.exception("the sweep failed")
+            with errors_shown(self.message, "the sweep"):
+                self.sweep.run(todo, progress=False)
         finally:
             self.run_button.disabled, self.stop_button.disabled = False, True
             self._render()
