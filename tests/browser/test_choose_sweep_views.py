@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from browser.lab import open_notebook, run_all, screenshot, wait_until_idle
 
 TALL = {"width": 1280, "height": 1300}
-PICKED = ["efficientnet_lite0 · 32 px", "timm:mobilenetv3_small_100 · 64 px · random init"]
+PICKED = ["efficientnet_lite0 · 48 px", "timm:mobilenetv3_small_100 · 64 px · random init"]
 
 _IMAGE_READY_JS = """sel => {
   const img = document.querySelector(sel);
@@ -57,16 +57,20 @@ def test_choose_view_ranks_and_adopts(page, lab):
     expect(view.locator(".wb-progress-line")).to_contain_text("ranked 2 of 2", timeout=240_000)
     rows = view.locator(".wb-choose-table tbody tr")
     expect(rows).to_have_count(2)
-    assert rows.nth(0).locator("td").nth(1).inner_text().replace("\xa0", " ") == PICKED[0]  # pretrained wins
+    accuracy = [float(rows.nth(i).locator("td").nth(2).inner_text()) for i in range(2)]
+    assert accuracy == sorted(accuracy, reverse=True), accuracy  # best first
+    best = rows.nth(0).locator("td").nth(1).inner_text().replace("\xa0", " ")
+    assert best in PICKED
     page.wait_for_function(_IMAGE_READY_JS, arg=".wb-choose img.wb-choose-figure, .wb-choose .wb-choose-figure img",
                            timeout=30_000, polling=100)
     _top(page, ".wb-workbench")
     screenshot(page, "choose_view")
     view.locator(".wb-choose-adopt button, button.wb-choose-adopt").first.click()
-    expect(view.locator(".wb-msg-ok")).to_contain_text("Using efficientnet_lite0", timeout=30_000)
+    expect(view.locator(".wb-msg-ok")).to_contain_text(f"(choose · {best})", timeout=30_000)
     _tab(page, ".wb-tabs", "Train").click()
     expect(page.locator(".wb-dashboard")).to_be_visible(timeout=30_000)
-    expect(page.locator(".wb-dashboard")).to_contain_text("epoch 1", timeout=30_000)  # the exact fit is its epoch 1
+    expect(page.locator(".wb-dashboard .wb-history")).to_contain_text("exact head fit", timeout=30_000)  # its epoch 1
+    expect(page.locator(".wb-dashboard img.wb-plot, .wb-dashboard .wb-plot img").first).to_be_visible()
     _top(page, ".wb-workbench")
     screenshot(page, "choose_view_adopted")
 

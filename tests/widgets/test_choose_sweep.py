@@ -55,7 +55,8 @@ def test_choose_reports_a_candidate_that_cannot_load(digits, monkeypatch) -> Non
                         else wb.load_backbone(self.backbone, k, pretrained=False, image_size=self.image_size))
     view.rank()
     view.wait(120)
-    assert "need a download" in view.table.value and view.ranking.results[-1].error
+    assert "resnet18 · 16 px could not be measured" in view.table.value and "need a download" in view.table.value
+    assert view.ranking.results[-1].error and view.table.value.count("<tr>") == 2  # header and the measured one
     view.adopt("resnet18 · 16 px")
     assert "could not be measured" in view.message.text
 

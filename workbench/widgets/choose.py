@@ -17,7 +17,7 @@ import ipywidgets as W
 
 from ..analysis.choose import BackboneRanking, ChooseProgress, as_candidates, rank_backbones
 from ..plots import png, ranking_figure
-from .common import STYLE, MessageBox, ProgressLine, errors_shown, fmt_params, guarded, start_worker, table_html
+from .common import STYLE, MessageBox, ProgressLine, errors_shown, esc, fmt_params, guarded, start_worker, table_html
 
 PROGRESS_EVERY_S = 0.2  # progress traits at most 5 times a second
 STAGE_WORDS = {"building": "building the model", "features (train)": "computing its features once, train split: batch {n}",
@@ -56,7 +56,8 @@ class ChooseView(W.VBox):
         self.figure = W.Image(format="png", layout=W.Layout(max_width="100%", display="none"))
         self.figure.add_class("wb-choose-figure")
         self.choice = W.Dropdown(description="candidate", layout=W.Layout(width="auto", flex="0 1 360px", min_width="0"))
-        self.adopt_button = W.Button(description="Use this backbone", icon="check", disabled=True)
+        self.adopt_button = W.Button(description="Use this backbone", icon="check", disabled=True,
+                                      layout=W.Layout(width="auto"))
         self.adopt_button.add_class("wb-choose-adopt")
         self.rank_button.on_click(lambda _: self.rank())
         self.stop_button.on_click(lambda _: self.stop())
@@ -156,15 +157,13 @@ class ChooseView(W.VBox):
                            p.total, style="info")
 
     def _show(self, ranking: BackboneRanking, final: bool = True) -> None:
-        rows = []
-        for i, r in enumerate(ranking.results):
-            ok = r.error is None
-            rows.append([i + 1 if ok else "–", r.name, f"{r.valid_accuracy:.3f}" if ok else "–",
-                         f"{r.logme:.3f}" if ok else "–", fmt_params(r.backbone_params) if ok else "–",
-                         r.feature_dim or "–", f"{r.seconds:.1f}", r.error or r.weights])
-        self.table.value = table_html(["rank", "candidate", "valid accuracy", "LogME", "backbone params", "features",
-                                       "seconds", "weights / error"], rows, wrap=(7,))
         measured = [r for r in ranking.results if r.error is None]
+        rows = [[i + 1, r.name, f"{r.valid_accuracy:.3f}", f"{r.logme:.3f}", fmt_params(r.backbone_params),
+                 r.feature_dim, f"{r.seconds:.1f}"] for i, r in enumerate(measured)]
+        failed = "".join(f'<div class="wb-msg wb-msg-error">{esc(r.name)} could not be measured: {esc(r.error)}</div>'
+                         for r in ranking.results if r.error is not None)
+        self.table.value = table_html(["rank", "candidate", "valid accuracy", "LogME", "backbone params", "features",
+                                       "seconds"], rows, wrap=(1,)) + failed
         if final and measured:
             self.figure.value = png(ranking_figure(ranking))
             self.figure.layout.display = ""

@@ -44,7 +44,8 @@ class SweepView(W.VBox):
         self.figure = W.Image(format="png", layout=W.Layout(max_width="100%"))
         self.figure.add_class("wb-sweep-figure")
         self.choice = W.Dropdown(description="trial", layout=W.Layout(width="auto", flex="0 1 360px", min_width="0"))
-        self.adopt_button = W.Button(description="Adopt this trial", icon="check", disabled=True)
+        self.adopt_button = W.Button(description="Adopt this trial", icon="check", disabled=True,
+                                      layout=W.Layout(width="auto"))
         self.adopt_button.add_class("wb-sweep-adopt")
         self.painter = Painter(self._paint_figure, interval=1.0, budget=0.05)
         self.run_button.on_click(lambda _: self.start())
