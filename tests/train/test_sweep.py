@@ -134,7 +134,7 @@ def test_space_values_the_session_refuses_are_refused_before_any_trial(base) -> 
 
 
 @pytest.mark.slow
-def test_a_sweep_from_a_session_lists_its_trials_adopts_and_replays(base) -> None:
+def test_a_sweep_from_a_session_lists_its_trials_adopts_and_replays(base, tmp_path) -> None:
     events: list[str] = []
     s = Sweep(base, {"lr": (1e-4, 1.0), "optimizer": ["adamw", "sgd"]}, trials=5, epochs=3, seed=0, name="lr search")
     s.on(lambda e: events.append(e.kind))
@@ -159,6 +159,9 @@ def test_a_sweep_from_a_session_lists_its_trials_adopts_and_replays(base) -> Non
     assert [r.valid_accuracy for r in replayed.history] == [r.valid_accuracy for r in best.history]
     for a, b in zip(replayed.model.module.state_dict().values(), best.model.module.state_dict().values()):
         assert torch.equal(a, b)
+    # to_script takes the adopted trial's own steps: its settings, then its epochs
+    text = best.to_script(tmp_path / "trial.py").read_text()
+    assert '"op": "configure"' in text and repr(s.best.params["lr"])[:8] in text and '"op": "sweep"' not in text
     frame = s.frame
     assert list(frame["trial"]) == [t.number for t in s.trials] and "param lr" in frame
     with pytest.raises(wb.ConfigError, match="No trial 99"):
