@@ -166,3 +166,19 @@ def test_a_sweep_from_a_session_lists_its_trials_adopts_and_replays(base, tmp_pa
     assert list(frame["trial"]) == [t.number for t in s.trials] and "param lr" in frame
     with pytest.raises(wb.ConfigError, match="No trial 99"):
         s.adopt(99)
+
+
+def test_clone_starts_where_the_session_stands_and_shares_its_features(base) -> None:
+    src = base.clone(name="clone source")  # the module's base stays untrained for the other tests
+    src.fit(1, progress=False)
+    other = src.clone(name="branch", lr=0.01)
+    assert other.name == "branch" and src.name == "clone source" and other.config.lr == 0.01
+    assert [r.to_dict() for r in other.history] == [r.to_dict() for r in src.history]
+    assert other.recording[:-1] == src.recording and other.recording[-1] == {"op": "configure", "settings": {"lr": 0.01}}
+    for a, b in zip(other.model.module.state_dict().values(), src.model.module.state_dict().values()):
+        assert torch.equal(a, b)
+    assert other.model.module is not src.model.module and other.model.weights == src.model.weights
+    other.fit(1, progress=False)
+    assert other.cache.builds == 0 and len(src.history) == 1  # read src's cached features; src untouched
+    with pytest.raises(wb.ConfigError, match="Unknown setting"):
+        src.clone(learning_rate=0.1)
