@@ -15,6 +15,7 @@ SMALL = [wb.Candidate("resnet18", pretrained=False, image_size=16),
          wb.Candidate("resnet18", pretrained=False, image_size=24, label="resnet18 <b>24</b> px")]
 
 
+@pytest.mark.slow
 def test_choose_ranks_shows_progress_and_adopts(digits) -> None:
     view = ChooseView(digits, SMALL)
     adopted = []
@@ -26,7 +27,7 @@ def test_choose_ranks_shows_progress_and_adopts(digits) -> None:
     view._on_progress = lambda p: (stages.append(p.stage), original(p))
     view.rank()
     assert view.rank_button.disabled and view.progress.layout.display == ""  # says at once that it works
-    view.wait(120)
+    view.wait(600)
     assert view.ranking is not None and len(view.ranking) == 2
     assert {"building", "features (train)", "fitting the head", "done"} <= set(stages)
     assert "ranked 2 of 2" in view.progress.text() and not view.rank_button.disabled
@@ -40,10 +41,11 @@ def test_choose_ranks_shows_progress_and_adopts(digits) -> None:
     # ranking again reuses the sessions: no features computed a second time
     builds = session.cache.builds
     view.rank()
-    view.wait(120)
+    view.wait(600)
     assert view.ranking.adopt(best) is session and session.cache.builds == builds
 
 
+@pytest.mark.slow
 def test_choose_reports_a_candidate_that_cannot_load(digits, monkeypatch) -> None:
     from workbench.analysis import choose
 
@@ -54,7 +56,7 @@ def test_choose_reports_a_candidate_that_cannot_load(digits, monkeypatch) -> Non
     monkeypatch.setattr(choose.Candidate, "build", lambda self, k, seed: offline(self, k, seed) if self.pretrained
                         else wb.load_backbone(self.backbone, k, pretrained=False, image_size=self.image_size))
     view.rank()
-    view.wait(120)
+    view.wait(600)
     assert "resnet18 · 16 px could not be measured" in view.table.value and "need a download" in view.table.value
     assert view.ranking.results[-1].error and view.table.value.count("<tr>") == 2  # header and the measured one
     view.adopt("resnet18 · 16 px")
@@ -72,7 +74,7 @@ def test_the_model_tab_chooses_and_the_workbench_attaches_the_choice(digits) -> 
     assert w.tabs.children[0] is w.model_tab and w.model_tab.titles == ("Pick", "Choose")
     w.choose.pick.value = ("efficientnet_lite0 · 32 px",)  # the bundled backbone: no download
     w.choose.rank()
-    w.choose.wait(300)
+    w.choose.wait(600)
     session = w.choose.adopt()
     assert w.session is session and w.dashboard.session is session and w.tabs.selected_index == 0
     assert session.history[-1].path_reason.startswith("exact head fit")
@@ -84,6 +86,7 @@ def base(digits):
     return wb.Session(digits, model, batch_size=32, seed=0, name="sweep base")
 
 
+@pytest.mark.slow
 def test_sweep_view_runs_lists_plots_and_adopts(base) -> None:
     view = SweepView(base, {"lr": (1e-3, 1.0), "optimizer": ["adamw", "sgd"]}, trials=4, epochs=2, name="view <i>sweep</i>")
     assert "press Run" in view.progress.text() and view.adopt_button.disabled
@@ -91,7 +94,7 @@ def test_sweep_view_runs_lists_plots_and_adopts(base) -> None:
     view.on_adopt(adopted.append)
     view.start()
     assert view.run_button.disabled and not view.stop_button.disabled
-    view.wait(300)
+    view.wait(600)
     s = view.sweep
     assert len(s.trials) == 4 and view.table.value.count("<tr>") == 5
     assert "&lt;i&gt;sweep&lt;/i&gt;" not in view.table.value  # the name is not in the table; the trials are
@@ -109,13 +112,14 @@ def test_sweep_view_runs_lists_plots_and_adopts(base) -> None:
     assert "Every planned trial has run" in view.message.text
 
 
+@pytest.mark.slow
 def test_sweep_view_stops_and_refuses_bad_spaces(base) -> None:
     with pytest.raises(wb.ConfigError, match="session refuses"):
         SweepView(base, {"optimizer": ["nosuch"]})
     view = SweepView(base, {"lr": (1e-3, 1.0)}, trials=6, epochs=3)
     view.sweep.on(lambda e: view.stop() if e.kind == "epoch" else None)  # Stop as soon as an epoch ends
     view.start()
-    view.wait(300)
+    view.wait(600)
     assert len(view.sweep.trials) == 1 and view.sweep.trials[0].state == "stopped"
     assert "1 of 6 trials run" in view.progress.text()
     assert not view.run_button.disabled and view.stop_button.disabled
