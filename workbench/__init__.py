@@ -73,6 +73,14 @@ _LAZY = {
     "DynamicsMapView": "workbench.widgets.dynamics_map",
     "VerifyQueueView": "workbench.widgets.verify",
     "EpochScrubber": "workbench.widgets.scrubber",
+    "rank_backbones": "workbench.analysis.choose",
+    "Candidate": "workbench.analysis.choose",
+    "BackboneRanking": "workbench.analysis.choose",
+    "logme": "workbench.analysis.logme",
+    "sweep": "workbench.train.sweep",
+    "Sweep": "workbench.train.sweep",
+    "ChooseView": "workbench.widgets.choose",
+    "SweepView": "workbench.widgets.sweep",
 }
 
 __all__ = [

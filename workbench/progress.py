@@ -55,26 +55,10 @@ class ProgressBars:
         self._fit_end(None)
 
     def _bar(self, **kwargs: Any) -> Any:
-        """A tqdm bar; in a notebook, displayed under a display id so close() can leave its last line."""
-        notebook = False
-        if "IPython" in sys.modules:  # tqdm.auto picks its notebook bar only where IPython runs
-            from tqdm.notebook import tqdm_notebook
-
-            notebook = isinstance(self._tqdm, type) and issubclass(self._tqdm, tqdm_notebook)
-        if not notebook:
-            return self._tqdm(**kwargs)
-        from IPython.display import display
-
-        bar = self._tqdm(display=False, **{**kwargs, "leave": True})
-        bar._wb_handle = display(bar.container, display_id=True)
-        return bar
+        return open_bar(self._tqdm, **kwargs)
 
     def _close(self, bar: Any) -> None:
-        bar.close()
-        handle = getattr(bar, "_wb_handle", None)
-        if handle is not None:
-            line = str(bar)  # tqdm's final line: "desc: 100%|██████████| 63/63 [00:01<00:00, 45.1batch/s]"
-            handle.update({"text/plain": line}, raw=True)
+        close_bar(bar)
 
     def _epoch_start(self, e) -> None:
         path = "cached features" if e.fast_path else "full forward"
@@ -108,3 +92,28 @@ class ProgressBars:
         for bar in [*self._tasks.values(), *([self._epoch] if self._epoch is not None else [])]:
             self._close(bar)
         self._tasks, self._epoch = {}, None
+
+
+def open_bar(tqdm_class: Any, **kwargs: Any) -> Any:
+    """A tqdm bar; in a notebook, displayed under a display id so close_bar() can leave its last line."""
+    notebook = False
+    if "IPython" in sys.modules:  # tqdm.auto picks its notebook bar only where IPython runs
+        from tqdm.notebook import tqdm_notebook
+
+        notebook = isinstance(tqdm_class, type) and issubclass(tqdm_class, tqdm_notebook)
+    if not notebook:
+        return tqdm_class(**kwargs)
+    from IPython.display import display
+
+    bar = tqdm_class(display=False, **{**kwargs, "leave": True})
+    bar._wb_handle = display(bar.container, display_id=True)
+    return bar
+
+
+def close_bar(bar: Any) -> None:
+    """Close a bar from open_bar; in a notebook its output becomes its final line as plain text."""
+    bar.close()
+    handle = getattr(bar, "_wb_handle", None)
+    if handle is not None:
+        line = str(bar)  # tqdm's final line: "desc: 100%|██████████| 63/63 [00:01<00:00, 45.1batch/s]"
+        handle.update({"text/plain": line}, raw=True)

@@ -56,8 +56,18 @@ def recording(folder: str, classes: list[str], name: str, stopped: str, blocks: 
         {"op": "fit_head", "C": -0.5},
         {"op": "freeze", "spec": blocks},
         {"op": "relabel", "labels": [[3, classes[0]], [0, classes[-1]]]},
+        {"op": "sweep", "name": name, "space": {"lr": {"low": 1e-4, "high": 1.0, "log": True, "int": False},
+                                                "optimizer": {"choices": ["adamw", "sgd"]}},
+         "trials": 4, "epochs": 2, "metric": "valid_accuracy", "pruner": "median", "sampler": "tpe", "seed": 0,
+         "startup_trials": 2, "warmup_epochs": 1, "trial": 2, "state": stopped, "params": {"lr": 0.01, "optimizer": "sgd"},
+         "steps": [{"op": "configure", "settings": {"lr": 0.01, "optimizer": "sgd"}}, {"op": "fit", "epochs": 2}]},
         {"op": "fit", "epochs": 1},
     ]
+
+
+def statements(rec: list[dict]) -> int:
+    """The import, data / model / session, one statement per entry (two for a sweep and its adoption)."""
+    return 1 + 3 + sum(2 if e["op"] == "sweep" else 1 for e in rec[1:])
 
 
 class Recorder:
@@ -90,7 +100,7 @@ def test_to_code_writes_hostile_strings_as_literals_only(folder, classes, name, 
     rec = recording(folder, classes, name, stopped, blocks)
     code = to_code(rec)
     tree = ast.parse(code)
-    assert len(tree.body) == 1 + 3 + len(rec) - 1  # the import, data / model / session, one line per entry
+    assert len(tree.body) == statements(rec)
     allowed = set().union(*(OPS[e["op"]].calls for e in rec))
     names = [node.func for node in ast.walk(tree) if isinstance(node, ast.Call)]
     assert all(ast.unparse(f).split("(")[0] in allowed or isinstance(f, ast.Attribute) and f.attr in ("subset", "with_label_noise") for f in names)
@@ -104,6 +114,9 @@ def test_to_code_writes_hostile_strings_as_literals_only(folder, classes, name, 
     assert ("session.fit", (2,), {"stop_after": 3}) in calls and ("session.fit_head", (), {"C": -0.5}) in calls
     assert ("session.freeze", (blocks,), {}) in calls
     assert ("session.relabel", ({3: classes[0], 0: classes[-1]},), {}) in calls
+    sweep = [c for c in calls if c[0] == "wb.sweep"][0]
+    assert sweep[2]["name"] == name and sweep[2]["trials"] == 3 and sweep[2]["space"] == rec[-2]["space"]
+    assert ("().adopt", (2,), {}) in calls
     assert ("wb.progressive", (), {"every": 2, "start": 1}) in calls
 
 
@@ -123,7 +136,7 @@ def test_a_hostile_recording_is_refused_or_written_as_literals(index, key, value
     except CheckpointError:
         return
     tree = ast.parse(code)
-    assert len(tree.body) == 1 + 3 + len(rec) - 1
+    assert len(tree.body) == statements(rec)
     run_with_recorder(code)
 
 

@@ -3,7 +3,8 @@
 matplotlib `Figure` + `FigureCanvasAgg`, never pyplot: safe to build in a training thread, and
 the same figure a widget shows is what a script saves. `png(fig)` gives the bytes a widget needs.
 core.py: training curves, LR test, confusion matrix, top losses, attributions, the feature map;
-compare.py: figures over several runs; dynamics.py: the data map of training dynamics.
+compare.py: figures over several runs; dynamics.py: the data map of training dynamics; search.py:
+ranked backbones and sweeps.
 """
 
 from .compare import (
@@ -32,6 +33,7 @@ from .core import (
     training_figure,
 )
 from .dynamics import data_map_figure
+from .search import ranking_figure, sweep_figure
 
 __all__ = [
     "COLORS",
@@ -53,7 +55,9 @@ __all__ = [
     "overlay",
     "png",
     "rank_by_confusion",
+    "ranking_figure",
     "tokens_html",
+    "sweep_figure",
     "top_losses_figure",
     "training_figure",
 ]

@@ -34,6 +34,13 @@ class FeatureCache:
         self._key = None
         self._features = {}
 
+    def copy(self) -> FeatureCache:
+        """A cache holding the same features under the same key (the tensors are shared: nothing
+        writes cached features in place), for a session cloned from this one (train/clone.py)."""
+        other = FeatureCache()
+        other._key, other._features = self._key, dict(self._features)
+        return other
+
     def __contains__(self, key: Hashable) -> bool:
         return key == self._key and bool(self._features)
 

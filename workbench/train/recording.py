@@ -106,6 +106,37 @@ def relabels(value: Any, where: str) -> list[list[Any]]:
     return out
 
 
+def one_of(choices: tuple[str, ...]) -> Check:
+    def check(value: Any, where: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{where} must be one of {', '.join(choices)}, got {str(value)[:40]!r}")
+        return str(value)
+    return check
+
+
+def sweep_space(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """A sweep's search space in its explicit form, each name a setting and each value one it takes."""
+    from .config import TrainConfig
+    from .space import canonical_space, check_settings
+
+    try:
+        space = canonical_space(plain(value, where))
+        check_settings(space, TrainConfig())
+    except WorkbenchError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    return space
+
+
+def trial_steps(value: Any, where: str) -> list[dict[str, Any]]:
+    """The entries an adopted trial ran after the sweep's base session (no session, no nested sweep)."""
+    if not isinstance(value, list):
+        raise ValueError(f"{where} must be a list of entries, got {type(value).__name__}")
+    out = [check_entry(e, k + 1) for k, e in enumerate(value)]
+    if any(e["op"] == "sweep" for e in out):
+        raise ValueError(f"{where} holds a sweep inside a sweep")
+    return out
+
+
 def data_recipe(value: Any, where: str) -> list[dict[str, Any]] | None:
     from ..data.recipes import check
 
@@ -183,6 +214,19 @@ def _fit(e: dict[str, Any]) -> list[Line]:
     return [Line(expr(call("session.fit", e["epochs"])))]
 
 
+def _sweep(e: dict[str, Any]) -> list[Line]:
+    """A sweep run from the session, then its trial adopted (train/sweep.py). Trials after the
+    adopted one cannot change it (the sampler and the pruner only look back), so the replay runs
+    `trial + 1` of them."""
+    number = e["trial"]
+    options = {"space": e["space"], "trials": number + 1, "epochs": e["epochs"], "metric": e["metric"],
+               "pruner": None if e["pruner"] == "none" else e["pruner"], "sampler": e["sampler"], "seed": e["seed"],
+               "startup_trials": e["startup_trials"], "warmup_epochs": e["warmup_epochs"], "name": e["name"]}
+    params = ", ".join(f"{k}={v!r}" for k, v in e["params"].items())
+    return [Line(assign("sweep", call("wb.sweep", Ref("session"), **options))),
+            Line(assign("session", call("sweep.adopt", number)), f"trial {number} of {e['trials']}, {e['state']}: {params}")]
+
+
 def _relabel(e: dict[str, Any]) -> list[Line]:
     """session.relabel({id: 'class', ...}): a dict literal keyed by whole numbers."""
     pairs = ast.Dict([literal(i) for i, _ in e["labels"]], [literal(c) for _, c in e["labels"]])
@@ -221,6 +265,11 @@ OPS: dict[str, Op] = {
                                   "restores the weights")], calls=frozenset({"session.find_lr"})),
     "relabel": Op({"labels": relabels}, _relabel,
                   calls=frozenset({"session.relabel"})),
+    "sweep": Op({"name": text, "space": sweep_space, "trials": whole(1), "epochs": whole(1),
+                 "metric": one_of(("valid_accuracy", "valid_macro_f1", "valid_loss")), "pruner": one_of(("median", "none")),
+                 "sampler": one_of(("tpe", "random")), "seed": whole(0), "startup_trials": whole(0),
+                 "warmup_epochs": whole(0), "trial": whole(0), "state": text, "params": settings, "steps": trial_steps},
+                _sweep, calls=frozenset({"wb.sweep", "sweep.adopt"})),
     "fit_head": Op({"C": optional(number)},
                    lambda e: [Line(expr(call("session.fit_head", **({} if e.get("C") is None else {"C": e["C"]}))))],
                    calls=frozenset({"session.fit_head"}), required=()),
@@ -288,6 +337,8 @@ def to_code(recording: list[dict[str, Any]]) -> str:
 
 
 def steps(recording: list[dict[str, Any]], ops: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The checked entries after the first whose op is one of `ops` (what a script replays)."""
-    return [e for e in check_recording(recording, "this session")[1:] if e["op"] in ops]
+    """The checked entries after the first whose op is one of `ops` (what a script replays); an
+    adopted sweep trial stands for the steps that trial took (its settings, its epochs)."""
+    entries = check_recording(recording, "this session")[1:]
+    return [t for e in entries for t in (e["steps"] if e["op"] == "sweep" else [e]) if t["op"] in ops]
 

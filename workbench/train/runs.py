@@ -10,6 +10,7 @@ import threading
 import weakref
 
 _RUNS: list[weakref.ReferenceType] = []
+_STATUS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # session -> a word for lists ("pruned")
 _COUNTER = itertools.count(1)
 _LOCK = threading.Lock()
 
@@ -27,3 +28,19 @@ def runs() -> list:
         alive = [(r, r()) for r in _RUNS]
         _RUNS[:] = [r for r, s in alive if s is not None]
         return [s for _, s in alive if s is not None]
+
+
+def set_status(session, status: str | None) -> None:
+    """Mark a run for the lists that show it (a sweep marks its trials "running", "pruned at epoch 2",
+    "failed"); None clears the mark."""
+    with _LOCK:
+        if status is None:
+            _STATUS.pop(session, None)
+        else:
+            _STATUS[session] = str(status)
+
+
+def status(session) -> str | None:
+    """The mark set_status gave `session`, or None."""
+    with _LOCK:
+        return _STATUS.get(session)

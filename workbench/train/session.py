@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..validate import integer, jsonable
 from . import freezing, runs, state
 from .cache import FeatureCache
+from .clone import CloneMixin
 from .config import (TrainConfig, auto_lr, auto_schedule, check_compatible, check_head_dropout, check_splits,
                      criterion_for, preconditions_head, resolve_device)
 from .control import RunControl
@@ -42,7 +43,7 @@ from .records import EpochResult, Predictions, history_frame
 REBUILD = ("optimizer", "momentum", "nesterov", "weight_decay")
 
 
-class Session(EpochMixin, StateMixin, LrPlanMixin, DynamicsMixin):
+class Session(EpochMixin, StateMixin, LrPlanMixin, DynamicsMixin, CloneMixin):
     """Fine-tune `model` on `data`, one epoch at a time. See TrainConfig for the settings."""
 
     def __init__(self, data, model, *, freeze: Any = "head", name: str | None = None, **settings: Any) -> None:

@@ -4,6 +4,7 @@ throttle, the progress line, the static snapshot a saved notebook keeps, and bac
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import html
 import logging
@@ -318,3 +319,16 @@ def display_with_snapshot(widget: W.Widget, snapshot: StaticSnapshot) -> None:
     widget.add_class("wb-live")
     display(widget._repr_mimebundle_(), raw=True)
     snapshot.show()
+
+
+@contextlib.contextmanager
+def errors_shown(box: MessageBox, what: str):
+    """In a view's worker thread: a WorkbenchError shows in `box`; anything else shows there too
+    and is logged (the widget tests fail on a logged error)."""
+    try:
+        yield
+    except WorkbenchError as exc:
+        box.show(str(exc))
+    except Exception as exc:
+        box.show(f"Unexpected error ({type(exc).__name__}): {exc}")
+        log.exception("%s failed", what)

@@ -209,7 +209,9 @@ class CompareView(W.VBox):
 
     def _options(self) -> list[tuple[str, str]]:
         listed = [(n, self._session(n)) for n in self._refs]
-        return [(f"{n} · {s.model.name} · {s.epoch} epochs", n) for n, s in listed if s is not None]
+        marks = {n: kernel_runs.status(s) for n, s in listed if s is not None}  # a sweep's "pruned after epoch 2"
+        return [(f"{n} · {s.model.name} · {s.epoch} epochs" + (f" · {marks[n]}" if marks[n] else ""), n)
+                for n, s in listed if s is not None]
 
     def _subscribe(self) -> None:
         """Listen to the picked sessions only (an epoch or a fit ended: draw again)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipywidgets as W
 
 from ..train.session import Session
+from .choose import ChooseView
 from .common import STYLE, MessageBox, StaticSnapshot, display_with_snapshot, guarded
 from .compare import CompareView
 from .dashboard import TrainingDashboard
@@ -31,11 +32,17 @@ class Workbench(W.VBox):
         self.message = MessageBox()
         self.picker = BackbonePicker(self.data)
         self.picker.on_load(self._use_model)
+        self.choose = ChooseView(self.data)  # rank candidate backbones; adopting one starts its session
+        self.choose.on_adopt(self._use_session)
+        self.model_tab = W.Tab(children=[self.picker, self.choose])
+        self.model_tab.set_title(0, "Pick")
+        self.model_tab.set_title(1, "Choose")
+        self.model_tab.add_class("wb-subtabs")
         self.freeze_panel: FreezePanel | None = None
         self.dashboard: TrainingDashboard | None = None
         self.explorer: ErrorExplorer | None = None
         self.compare = CompareView()  # this kernel's runs; listed again whenever its tab opens
-        self.tabs = W.Tab(children=[self.picker] + [_placeholder("Load a backbone in the Model tab first.")] * 3 + [self.compare])
+        self.tabs = W.Tab(children=[self.model_tab] + [_placeholder("Load a backbone in the Model tab first.")] * 3 + [self.compare])
         self.tabs.observe(lambda c: self.compare.refresh() if c["new"] == TABS.index("Compare") else None, names="selected_index")
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
@@ -64,12 +71,21 @@ class Workbench(W.VBox):
         self._attach(Session(self.data, model, **self.session_settings))
         self.tabs.selected_index = 1
 
+    @guarded()
+    def _use_session(self, session: Session) -> None:
+        """A candidate adopted in the Choose view: its session (head fitted) becomes the current one."""
+        if self.session is not None and self.session is not session:
+            if self.session.running:
+                self.session.stop()
+            self.previous_sessions.append(self.session)
+        self._attach(session)
+
     def _attach(self, session: Session) -> None:
         self.session = session
         self.freeze_panel = FreezePanel(session)
         self.dashboard = TrainingDashboard(session, snapshot=self.snapshot)
         self.explorer = ErrorExplorer(session)
-        self.tabs.children = [self.picker, self.freeze_panel, self.dashboard, self.explorer, self.compare]
+        self.tabs.children = [self.model_tab, self.freeze_panel, self.dashboard, self.explorer, self.compare]
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
         self._shown()

@@ -1,0 +1,70 @@
+"""wb.sweep: epochs saved by median pruning, against the same trials unpruned. Prints JSON.
+
+The same sweep twice per seed, pruned ("median") and unpruned (None), on one base session: the
+bundled EfficientNet-Lite0 (head only, features computed once and shared by every trial) on
+mnist-5k, searching lr (log range), optimizer and label smoothing. The random sampler draws the
+same params for trial n whatever happened to earlier trials, so both runs try exactly the same
+trials; the contenders alternate in order from seed to seed. Target: pruning saves >= 30% of the
+epochs and finds the same best value.
+
+    python benchmarks/sweep_pruning.py [--trials 16] [--epochs 6] [--seeds 0 1 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from common import emit
+
+import workbench as wb
+
+SPACE = {"lr": (1e-5, 3.0), "optimizer": ["adamw", "sgd"], "label_smoothing": (0.0, 0.2)}
+
+
+def run(base, pruner, seed: int, trials: int, epochs: int) -> dict:
+    t0 = time.perf_counter()
+    s = wb.Sweep(base, SPACE, trials, epochs=epochs, pruner=pruner, sampler="random", seed=seed,
+                 name=f"{pruner or 'unpruned'} seed {seed}").run()
+    best = s.best
+    return {"seconds": time.perf_counter() - t0, "epochs": s.epochs_run, "best_value": best.value,
+            "best_trial": best.number, "pruned": [t.number for t in s.trials if t.state == "pruned"],
+            "values": {t.number: t.values for t in s.trials}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = wb.load_data("mnist-5k")
+    base = wb.Session(data, wb.load_backbone("efficientnet_lite0", data.num_classes, image_size=48), seed=0)
+    base.features("train"), base.features("valid")  # once, shared by every trial of both contenders
+    rows = []
+    for i, seed in enumerate(args.seeds):
+        order = ("median", None) if i % 2 == 0 else (None, "median")
+        got = {p: run(base, p, seed, args.trials, args.epochs) for p in order}
+        pruned, full = got["median"], got[None]
+        same_trials = all(full["values"][n][: len(v)] == v for n, v in pruned["values"].items())
+        rows.append({"seed": seed, "epochs_pruned": pruned["epochs"], "epochs_unpruned": full["epochs"],
+                     "epochs_saved": round(1 - pruned["epochs"] / full["epochs"], 3),
+                     "best_pruned": pruned["best_value"], "best_unpruned": full["best_value"],
+                     "same_best": pruned["best_value"] == full["best_value"],
+                     "best_trial_pruned": pruned["best_trial"], "best_trial_unpruned": full["best_trial"],
+                     "trials_pruned": pruned["pruned"], "same_values_where_both_ran": same_trials,
+                     "seconds_pruned": round(pruned["seconds"], 1), "seconds_unpruned": round(full["seconds"], 1)})
+    saved = [r["epochs_saved"] for r in rows]
+    emit("sweep_pruning", {"threads": args.threads, "trials": args.trials, "epochs_per_trial": args.epochs,
+                           "space": SPACE, "pruner": "median (startup_trials=2, warmup_epochs=1)",
+                           "sampler": "random (the same trials in both contenders)",
+                           "min_epochs_saved": min(saved), "mean_epochs_saved": round(sum(saved) / len(saved), 3),
+                           "all_same_best": all(r["same_best"] for r in rows), "runs": rows})
+
+
+if __name__ == "__main__":
+    main()
