@@ -68,6 +68,8 @@ _LAZY = {
     "LabelIssuesView": "workbench.widgets.issues",
     "DataMap": "workbench.widgets.datamap",
     "CompareView": "workbench.widgets.compare",
+    "feature_cache_info": "workbench.train.disk_cache",
+    "clear_feature_cache": "workbench.train.disk_cache",
 }
 
 __all__ = [
