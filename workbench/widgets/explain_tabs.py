@@ -6,8 +6,9 @@ Tab under the gallery and wires it with the explorer's public state:
 - Why: `explorer.why.show(id)`; a card's picture or Why? button calls `explorer.explain(id)`, which
   shows it here and selects this tab.
 - Label issues: reads `explorer.analysis`; flags go into the explorer's flag list and CSV.
-- Map: reads `explorer.analysis`; its selection fills the explorer's gallery; a confusion-cell
-  click (`explorer.selected`) rings that cell's points. Drawn the first time its tab opens.
+- Map: reads `explorer.analysis`; a click or lasso shows its samples as cards below the map (the
+  map stays in view), with the explorer's Why / Flag / relabel; a confusion-cell click
+  (`explorer.selected`) rings that cell's points. Drawn the first time its tab opens.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ def attach(explorer) -> W.Tab:
     session = explorer.session
     explorer.why = WhyPanel(session)
     explorer.issues = LabelIssuesView(session, analysis=lambda: explorer.analysis, on_flagged=explorer._show_flags)
-    explorer.data_map = DataMap(session, analysis=lambda: explorer.analysis, show=explorer._show)
+    def map_card(click: dict) -> None:  # a map card's Why / Flag / relabel: the explorer's, then redraw
+        explorer._on_card(click)
+        explorer.data_map.refresh_cards()
+
+    explorer.data_map = DataMap(session, analysis=lambda: explorer.analysis, on_card=map_card,
+                                flagged=lambda: {int(f["id"]) for f in explorer.flagged})
     tabs = W.Tab(children=[explorer.why, explorer.issues, explorer.data_map])
     for i, title in enumerate(TITLES):
         tabs.set_title(i, title)

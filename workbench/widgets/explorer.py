@@ -24,7 +24,7 @@ from matplotlib.colors import to_hex
 
 from ..analysis import ErrorAnalysis
 from ..plots import rank_by_confusion
-from .common import STYLE, MessageBox, Painter, esc, guarded, table_html
+from .common import STYLE, MessageBox, Painter, esc, guarded, readable_on, table_html
 from .gallery import CardGallery, ThumbnailCache, gallery_html
 
 MAX_CELLS = 12  # classes shown in the matrix before it collapses to those in the most confusion
@@ -335,7 +335,7 @@ class ErrorExplorer(W.VBox):
                 b.description = f"{rate[i, j]:.0%}" if self.mode.value == "rate" else str(cm[i, j])
                 cmap = blues if i == j else reds  # correct in blue, errors in red
                 b.style.button_color = to_hex(cmap(0.08 + 0.8 * v)) if cm[i, j] else "#ffffff"
-                b.style.text_color = "white" if v > 0.55 else "black"
+                b.style.text_color = readable_on(b.style.button_color)
 
     # ---- side panels -----------------------------------------------------------------------------
     def _update_side(self) -> None:

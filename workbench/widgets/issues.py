@@ -15,7 +15,7 @@ import ipywidgets as W
 
 from ..analysis import ErrorAnalysis
 from ..analysis.label_issues import write_csv
-from .common import STYLE, MessageBox, esc, guarded, table_html
+from .common import STYLE, BusyLine, MessageBox, esc, guarded, table_html
 from .gallery import GALLERY_STYLE, ThumbnailCache, snippet_html
 
 SHOWN = 24
@@ -34,11 +34,15 @@ class LabelIssuesView(W.VBox):
         self.split = W.ToggleButtons(options=[("valid", "valid"), ("train", "train")], value="valid",
                                      tooltips=["the model's own probabilities", "cross-validated logistic regression"],
                                      style={"button_width": "70px"})
-        self.rank_button = W.Button(description="Rank", icon="sort-amount-asc", button_style="primary")
+        self.rank_button = W.Button(description="Rank", icon="sort-amount-asc", button_style="primary",
+                                    layout=W.Layout(width="auto"))
         self.flag_count = W.BoundedIntText(value=10, min=1, max=500, description="top", layout=W.Layout(width="130px"))
-        self.flag_button = W.Button(description="Flag top N (valid)", icon="flag", button_style="warning")
-        self.csv_path = W.Text(value="label_issues.csv", description="CSV", layout=W.Layout(width="260px"))
-        self.csv_button = W.Button(description="Export ranking", icon="download")
+        self.flag_button = W.Button(description="Flag top N (valid)", icon="flag", button_style="warning",
+                                    layout=W.Layout(width="auto"))
+        self.csv_path = W.Text(value="label_issues.csv", description="CSV",
+                               layout=W.Layout(width="auto", flex="0 1 260px", min_width="160px"))
+        self.csv_button = W.Button(description="Export ranking", icon="download", layout=W.Layout(width="auto"))
+        self.busy = BusyLine(session)
         self.summary = W.HTML()
         self.table = W.HTML()
         self.gallery = W.HTML()
@@ -48,12 +52,15 @@ class LabelIssuesView(W.VBox):
         self.rank_button.on_click(lambda _: self.rank(self.split.value))
         self.flag_button.on_click(lambda _: self.flag_top(self.flag_count.value))
         self.csv_button.on_click(lambda _: self.export(self.csv_path.value))
+        rows = [W.HBox([self.split, self.rank_button]), W.HBox([self.flag_count, self.flag_button]),
+                W.HBox([self.csv_path, self.csv_button])]
+        for row in rows:
+            row.add_class("wb-wrap-row")
         self.children = [
             W.HTML(STYLE + '<div class="wb-muted">Samples whose given label disagrees most with what the model (valid) '
                    "or a cross-validated classifier on the same features (train) expects, ranked by cleanlab's "
                    "confident learning. Review them; nothing is changed automatically.</div>"),
-            W.HBox([self.split, self.rank_button]), W.HBox([self.flag_count, self.flag_button]),
-            W.HBox([self.csv_path, self.csv_button]), self.message, self.summary, self.table, self.gallery,
+            *rows, self.busy, self.message, self.summary, self.table, self.gallery,
         ]
         self.add_class("wb-issues")
         session.on("fit_end", lambda _: self._clear())
@@ -62,7 +69,10 @@ class LabelIssuesView(W.VBox):
     def rank(self, split: str = "valid"):
         """Rank `split` by how likely each label is wrong; shows and returns errors.label_issues(split)."""
         analysis = self._need()
-        table = analysis.label_issues(split)
+        how = ("the model's own probabilities" if split == "valid" else
+               "5-fold cross-validated logistic regression on the cached features, a few seconds")
+        with self.busy.working(f"ranking the {split} labels with cleanlab ({how})", self.session):
+            table = analysis.label_issues(split)
         self.split.value = split
         self.ranking = table
         issues = int(table["issue"].sum())
@@ -80,7 +90,8 @@ class LabelIssuesView(W.VBox):
     def flag_top(self, n: int = 10) -> list[int]:
         """Flag the top n validation label issues in the explorer's list (a note says why)."""
         analysis = self._need()
-        ids = analysis.flag_label_issues(n=int(n))
+        with self.busy.working(f"flagging the top {int(n)} validation label issues", self.session):
+            ids = analysis.flag_label_issues(n=int(n))
         self._on_flagged()
         self.message.show(f"Flagged {len(ids)} validation samples for review (see Flagged; Export writes the CSV).", "ok")
         return ids
@@ -90,7 +101,8 @@ class LabelIssuesView(W.VBox):
         """Write the ranking shown as CSV (formula-looking cells neutralised)."""
         if self.ranking is None:
             self.rank(self.split.value)
-        out = write_csv(self.ranking, path)
+        with self.busy.working(f"writing {len(self.ranking):,} ranked samples to {path}"):
+            out = write_csv(self.ranking, path)
         self.message.show(f"Wrote {len(self.ranking)} ranked samples to {out.resolve()}", "ok")
         return out
 

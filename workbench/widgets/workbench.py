@@ -18,8 +18,9 @@ TABS = ("Model", "Freeze", "Train", "Errors", "Compare")
 class Workbench(W.VBox):
     """`Workbench(session)`, or `Workbench(data)` to start by picking a backbone.
 
-    Loading another backbone in the Model tab starts a new Session (the old one is untouched
-    and stays in `previous_sessions`).
+    Loading another backbone in the Model tab starts a new Session (the old one is untouched,
+    stays in `previous_sessions` and in the Compare tab, and the message says so); the view moves
+    to the Freeze tab only if the person is still on the Model tab when the load ends.
     """
 
     def __init__(self, source, **session_settings) -> None:
@@ -56,13 +57,23 @@ class Workbench(W.VBox):
         display_with_snapshot(self, self.snapshot)
 
     @guarded()
-    def _use_model(self, model) -> None:
-        if self.session is not None:
-            if self.session.running:
-                self.session.stop()
-            self.previous_sessions.append(self.session)
+    def _use_model(self, model) -> str:
+        """A new run on `model`; the previous one is kept (Compare lists it). The view moves to the
+        Freeze tab only if the person is still on the Model tab: a tab they chose meanwhile stays."""
+        previous, stopped = self.session, ""
+        if previous is not None:
+            if previous.running:
+                previous.stop()
+                stopped = ", its training stopped after the current batch"
+            self.previous_sessions.append(previous)
         self._attach(Session(self.data, model, **self.session_settings))
-        self.tabs.selected_index = 1
+        if self.tabs.selected_index == TABS.index("Model"):
+            self.tabs.selected_index = TABS.index("Freeze")
+        if previous is None:
+            return f"Its run '{self.session.name}' is in the Freeze, Train and Errors tabs."
+        return (f"A new run '{self.session.name}' is in the Freeze, Train and Errors tabs; the previous run "
+                f"'{previous.name}' ({previous.epoch} epoch{'s' if previous.epoch != 1 else ''}{stopped}) is kept: "
+                "compare them in the Compare tab.")
 
     def _attach(self, session: Session) -> None:
         self.session = session
