@@ -93,8 +93,34 @@ STYLE = """<style>
   min-width: 0 !important; max-width: none !important; width: auto !important; padding: 0 14px !important}
 .wb-tabs > .lm-TabBar, .wb-subtabs > .lm-TabBar {min-height: fit-content}
 .wb-view .widget-tab-contents, .wb-view .jupyter-widget-tab-contents {overflow: visible}
+.wb-view .lm-TabBar-tab, .wb-view .lm-TabBar-tabLabel, .wb-view .jupyter-widget-Collapse-header {
+  color: var(--jp-ui-font-color1, rgba(0,0,0,.87)) !important}
+.wb-view .jupyter-button.mod-primary {background-color: var(--jp-brand-color0, #0d47a1); color: #fff}
+.wb-view .jupyter-button.mod-danger {background-color: var(--jp-error-color0, #b71c1c); color: #fff}
+.wb-view label.widget-label-basic {white-space: normal; overflow-wrap: anywhere}
+.wb-narrow {container-type: inline-size}
+@container (max-width: 560px) {.wb-narrow .wb-opt {display: none}}
 .jp-OutputArea-child:has(.wb-live) + .jp-OutputArea-child:has(.jp-RenderedImage) {display: none}
 </style>"""
+
+
+def close_tree(widget: W.Widget) -> int:
+    """Close `widget` and every widget it references (children, layout, style, ...): a view that is
+    replaced leaves no models behind for a reloaded page to fetch (docs/ARCHITECTURE.md,
+    "Rendering": reloads). Returns how many were closed."""
+    stack, seen, closed = [widget], set(), 0
+    while stack:
+        w = stack.pop()
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        for key in w.keys:
+            value = getattr(w, key, None)
+            stack.extend(v for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, W.Widget))
+        if w.comm is not None:
+            w.close()
+            closed += 1
+    return closed
 
 
 def esc(value: Any) -> str:
@@ -141,12 +167,20 @@ def guarded(message_box_attr: str = "message") -> Callable:
     return decorate
 
 
-def table_html(header: list[str], rows: list[list[Any]], css_class: str = "wb-table", wrap: tuple[int, ...] = ()) -> str:
-    """An HTML table with every cell escaped; columns in `wrap` may break lines (long notes)."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td{" class=wb-wrap" if i in wrap else ""}>{esc(c)}</td>'
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f'{STYLE}<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def table_html(header: list[str], rows: list[list[Any]], css_class: str = "wb-table", wrap: tuple[int, ...] = (),
+               optional: tuple[int, ...] = ()) -> str:
+    """An HTML table with every cell escaped; columns in `wrap` may break lines (long notes), columns
+    in `optional` are left out where the table's box is narrower than 560 px (a notebook at 150%
+    zoom with the file browser open), so the others still fit."""
+    def attrs(i: int) -> str:
+        classes = " ".join(c for c, on in (("wb-wrap", i in wrap), ("wb-opt", i in optional)) if on)
+        return f' class="{classes}"' if classes else ""
+
+    head = "".join(f"<th{attrs(i)}>{esc(h)}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td{attrs(i)}>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+                   for row in rows)
+    table = f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'{STYLE}<div class="wb-narrow">{table}</div>' if optional else STYLE + table
 
 
 def readable_on(background: str) -> str:

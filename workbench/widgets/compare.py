@@ -61,15 +61,16 @@ class CompareView(W.VBox):
         self.refresh_button = W.Button(description="Refresh", icon="refresh", tooltip="list this kernel's runs again",
                                        layout=W.Layout(width="auto"))
         self.hint = W.HTML(layout=W.Layout(flex="1 1 220px", min_width="0"))
+        self.hint.add_class("wb-compare-hint")
         self.busy = BusyLine()
         self.curves = W.HBox([W.Image(format="png", layout=W.Layout(width="auto", max_width="100%"))
                               for _ in CURVE_PANELS], layout=W.Layout(width="auto"))
         self.curves.add_class("wb-wrap-row")
         for image in self.curves.children:
             image.add_class("wb-compare-curves")
-        self.settings_table = W.HTML()
+        self.settings_table = W.HTML(layout=W.Layout(flex="1 1 260px", min_width="0"))
         self.settings_table.add_class("wb-compare-settings")
-        self.summary_table = W.HTML()
+        self.summary_table = W.HTML(layout=W.Layout(flex="1 1 360px", min_width="0"))
         self.per_class_table = W.HTML()
         self.per_class_table.add_class("wb-compare-per-class")
         self.confusion = W.Image(format="png", layout=W.Layout(width="auto", max_width="100%"))
@@ -220,7 +221,8 @@ class CompareView(W.VBox):
         summary = [[n, lab if lab != n else "", int(r.epochs), fmt(r.valid_loss), fmt(r.valid_accuracy),
                     fmt(r.valid_macro_f1), f"{r.seconds:.1f}"] for (n, r), lab in zip(s.iterrows(), c.labels)]
         self.summary_table.value = "<b>Last epoch</b>" + table_html(
-            ["run", "what differs", "epochs", "valid loss", "accuracy", "macro-F1", "seconds"], summary)
+            ["run", "what differs", "epochs", "valid loss", "accuracy", "macro-F1", "seconds"], summary, wrap=(1,),
+            optional=(2, 3, 6))
         if not all(a is not None for a in c.analyses):
             self.per_class_table.value = '<span class="wb-muted">Per-class scores need an evaluated epoch in every run.</span>'
             return
@@ -254,7 +256,8 @@ class CompareView(W.VBox):
 
     def _options(self) -> list[tuple[str, str]]:
         listed = [(n, self._session(n)) for n in self._refs]
-        return [(f"{n} · {s.model.name} · {s.epoch} epochs", n) for n, s in listed if s is not None]
+        return [(f"{n} · {s.model.name} · {s.epoch} epoch{'s' if s.epoch != 1 else ''}", n)
+                for n, s in listed if s is not None]
 
     def _subscribe(self) -> None:
         """Listen to the picked sessions only (an epoch or a fit ended: draw again)."""

@@ -374,7 +374,7 @@ class TrainingDashboard(W.VBox):
                 for r in self.session.history[-last:]]
         header = ["epoch", "train loss", "valid loss", "valid acc", "macro-F1", "head LR", "blocks", "path", "time s",
                   "note"]
-        self.table.value = table_html(header, rows, wrap=(9,)) if rows else ""
+        self.table.value = table_html(header, rows, wrap=(9,), optional=(1, 5, 6, 7, 8)) if rows else ""
 
     def _note(self, r: EpochResult) -> str:
         if r.stopped:

@@ -41,6 +41,7 @@ class DataMap(W.VBox):
         self.method = W.Dropdown(options=[("PCA", "pca"), ("t-SNE (slow)", "tsne")]
                                  + ([("UMAP", "umap")] if "umap" in available_methods() else []),
                                  value="pca", description="map", layout=W.Layout(width="200px"))
+        self.method.add_class("wb-map-method")
         self.draw_button = W.Button(description="Draw", icon="map")
         self.info = W.HTML()
         self.legend = W.HTML()
@@ -58,8 +59,11 @@ class DataMap(W.VBox):
         self._quiet = False
         self.draw_button.on_click(lambda _: self.draw(self.method.value))
         self.canvas.observe(lambda c: self._picked(c.new), names="selected")
+        plot = W.HBox([self.canvas, self.legend], layout=W.Layout(width="auto"))
+        plot.add_class("wb-wrap-row")  # the legend goes below the map in a narrow notebook
+        self.canvas.layout.max_width = "100%"
         self.children = [W.HTML(STYLE), W.HBox([self.method, self.draw_button]), self.busy, self.message, self.info,
-                         W.HBox([self.canvas, self.legend]), *([] if show else [self.cards])]
+                         plot, *([] if show else [self.cards])]
         self.add_class("wb-datamap")
         self.painter = Painter(self._model_changed, interval=0.0, budget=1.0)  # redrawn when shown
         session.on("fit_end", lambda _: self.embedding is not None and self.painter.request())
@@ -83,7 +87,7 @@ class DataMap(W.VBox):
                            "lasso to see the samples.</div>")
         palette = class_palette(len(emb.classes))
         self.legend.value = "".join(
-            f'<div style="font-size:11px"><span style="color:{palette[i]}">■</span> {esc(name)}</div>'
+            f'<div style="font-size:12px"><span aria-hidden="true" style="color:{palette[i]}">■</span> {esc(name)}</div>'
             for i, name in enumerate(emb.classes[:30]))
         self.message.clear()
         return emb

@@ -37,7 +37,7 @@ class LabelIssuesView(W.VBox):
         self.rank_button = W.Button(description="Rank", icon="sort-amount-asc", button_style="primary",
                                     layout=W.Layout(width="auto"))
         self.flag_count = W.BoundedIntText(value=10, min=1, max=500, description="top", layout=W.Layout(width="130px"))
-        self.flag_button = W.Button(description="Flag top N (valid)", icon="flag", button_style="warning",
+        self.flag_button = W.Button(description="Flag top N (valid)", icon="flag",
                                     layout=W.Layout(width="auto"))
         self.csv_path = W.Text(value="label_issues.csv", description="CSV",
                                layout=W.Layout(width="auto", flex="0 1 260px", min_width="160px"))
@@ -81,7 +81,7 @@ class LabelIssuesView(W.VBox):
         head = table.head(SHOWN)
         self.table.value = table_html(["rank", "id", "given", "suggested", "quality", "p(given)", "issue"], [
             [r.rank, r.id, r.given_label, r.suggested_label, f"{r.label_quality:.3f}", f"{r.p_given:.2f}",
-             "yes" if r.issue else ""] for r in head.itertuples()])
+             "yes" if r.issue else ""] for r in head.itertuples()], optional=(4, 6))
         self.gallery.value = self._gallery(head, split)
         self.message.clear()
         return table
