@@ -158,3 +158,23 @@ def test_loading_another_backbone_keeps_the_run_and_the_tab(digits) -> None:
     assert f"the previous run '{first.name}' (1 epoch) is kept" in text and "Compare tab" in text
     w.tabs.selected_index = 4
     assert first.name in [v for _, v in w.compare.run_list.options]
+
+
+def test_a_replaced_run_leaves_no_widget_models_behind(digits) -> None:
+    """A reloaded page fetches every open widget model before it can draw: the previous run's views
+    are closed when another backbone loads (its session stays, for Compare)."""
+    from ipywidgets.widgets.widget import _instances as open_models
+
+    w = Workbench(digits, batch_size=32)
+    w.picker.pretrained.value = False
+    w.picker.name.value = "resnet18"
+    w.picker.size.value = 16
+    w.picker.load()
+    w.picker.wait(120)
+    old_views = (w.freeze_panel, w.dashboard, w.explorer)
+    open_before = len(open_models)
+    w.picker.load()
+    w.picker.wait(120)
+    assert all(v.comm is None for v in old_views) and old_views[2].matrix.comm is None
+    assert abs(len(open_models) - open_before) < 0.05 * open_before  # the new run's views, not twice as many
+    assert w.explorer.comm is not None and w.previous_sessions[-1].name in w.compare.refresh()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as W
 
 from ..train.session import Session
-from .common import STYLE, MessageBox, StaticSnapshot, display_with_snapshot, guarded
+from .common import STYLE, MessageBox, StaticSnapshot, close_tree, display_with_snapshot, guarded
 from .compare import CompareView
 from .dashboard import TrainingDashboard
 from .explorer import ErrorExplorer
@@ -36,7 +36,13 @@ class Workbench(W.VBox):
         self.dashboard: TrainingDashboard | None = None
         self.explorer: ErrorExplorer | None = None
         self.compare = CompareView()  # this kernel's runs; listed again whenever its tab opens
-        self.tabs = W.Tab(children=[self.picker] + [_placeholder("Load a backbone in the Model tab first.")] * 3 + [self.compare])
+        # The Freeze, Train and Errors tabs are fixed boxes whose content changes with the session: a
+        # Tab whose children change resets its selection in the page (the view's new tabs arrive one by
+        # one and Lumino selects the first), which moved the person to the Model tab.
+        self._slots = [W.VBox([_placeholder("Load a backbone in the Model tab first.")],
+                              layout=W.Layout(width="auto", overflow="visible"))
+                       for _ in range(3)]
+        self.tabs = W.Tab(children=[self.picker, *self._slots, self.compare])
         self.tabs.observe(lambda c: self.compare.refresh() if c["new"] == TABS.index("Compare") else None, names="selected_index")
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
@@ -80,9 +86,10 @@ class Workbench(W.VBox):
         self.freeze_panel = FreezePanel(session)
         self.dashboard = TrainingDashboard(session, snapshot=self.snapshot)
         self.explorer = ErrorExplorer(session)
-        self.tabs.children = [self.picker, self.freeze_panel, self.dashboard, self.explorer, self.compare]
-        for i, title in enumerate(TABS):
-            self.tabs.set_title(i, title)
+        for slot, view in zip(self._slots, (self.freeze_panel, self.dashboard, self.explorer)):
+            replaced, slot.children = slot.children, [view]
+            for old in replaced:  # the previous run's views (its session stays, in Compare)
+                close_tree(old)
         self._shown()
 
     def _shown(self) -> None:
