@@ -26,8 +26,8 @@ TASK_WORDS = {
     "decoding images (valid)": "decoding the valid images: chunk {n}",
     "LR range test": "LR range test: step {n} (one step per learning rate)",
     "exact head fit": "fitting the head exactly (logistic regression by L-BFGS): solve {n}",
-    "disk cache (train)": "reading the backbone's features (train split) from the disk cache, computed in an "
-                          "earlier kernel",
+    "disk cache (train)": "reading the backbone's features (train split) from the disk cache, computed by an "
+                          "earlier run or kernel",
     "disk cache (valid)": "reading the backbone's features (valid split) from the disk cache",
 }
 

@@ -286,6 +286,8 @@ class TrainingDashboard(W.VBox):
             self._cache_s[epoch] = self._cache_s.get(epoch, 0.0) + p.elapsed_s
             if p.task.startswith("disk cache"):
                 self._from_disk.add(epoch)
+            else:  # computed (an entry that did not check out is rebuilt): say so
+                self._from_disk.discard(epoch)
         if self.session.paused:
             return
         self.progress.show(progress_words(p), p.done, p.total, p.eta_s,
@@ -315,7 +317,7 @@ class TrainingDashboard(W.VBox):
     def _result_words(self, r: EpochResult) -> str:
         valid = f"valid acc {r.valid_accuracy:.3f}, loss {r.valid_loss:.4f}" if r.valid_loss is not None else "not validated"
         cache = self._cache_s.get(r.epoch)
-        how = ("reading the cached features from disk (computed in an earlier kernel)" if r.epoch in self._from_disk
+        how = ("reading the cached features from disk (computed by an earlier run or kernel)" if r.epoch in self._from_disk
                else "computing the cached features (once)")
         took = f"{fmt_seconds(r.epoch_time_s)}" + (f", of which {fmt_seconds(cache)} {how}" if cache else "")
         stopped = f" · {r.stopped}" if r.stopped else ""
