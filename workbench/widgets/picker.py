@@ -90,7 +90,7 @@ class BackbonePicker(W.VBox):
         self.progress.layout.display = ""
         self.progress.show(self._phase + "…", spin=True)  # at once, before the threads start
         self._thread = start_worker(self._load, name="workbench-load")
-        start_worker(self._tick, self._thread, self.name.value, name="workbench-load-progress")
+        start_worker(self._tick, self._thread, name="workbench-load-progress")
 
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -105,7 +105,7 @@ class BackbonePicker(W.VBox):
     def _kind_of(self, name: str) -> str:
         return self.kind or ("text" if name in list_backbones("text") else "image")
 
-    def _tick(self, thread: threading.Thread, name: str) -> None:
+    def _tick(self, thread: threading.Thread) -> None:
         """While `thread` loads: what is happening and for how long (load_backbone reports no steps)."""
         start = time.perf_counter()
         while thread.is_alive():
@@ -120,10 +120,9 @@ class BackbonePicker(W.VBox):
             self.model = model
             self._phase = f"{model.name} loaded: setting up its run"
             said = [fn(model) for fn in self._callbacks]  # e.g. the Workbench builds its tabs: seconds
-            after = " ".join(s for s in said if isinstance(s, str))
+            after = "".join(f" {s}" for s in said if isinstance(s, str))
             self.message.show(f"Loaded {model.name}: {model.weights}. {len(model.blocks)} blocks, "
-                              f"{fmt_params(sum(b.params for b in model.blocks))} parameters." + (f" {after}" if after else ""),
-                              "ok")
+                              f"{fmt_params(sum(b.params for b in model.blocks))} parameters.{after}", "ok")
         except WorkbenchError as exc:
             self.message.show(str(exc))
         except Exception as exc:
