@@ -199,6 +199,9 @@ def start_lab(tmp: Path, notebooks: Path = NOTEBOOKS, timeout: float = 60) -> La
         "IPYTHONDIR": str(tmp / "ipython"),
         "PYTHONUNBUFFERED": "1",
         "WORKBENCH_CACHE_DIR": str(tmp / "feature-cache"),  # never the user's own cache folder
+        # OpenMP threads that spin-wait collapse on a shared CPU (an exact head fit took 324 s here, 7.8 s
+        # with PASSIVE); the notebook tests and docs/build_executed.py do the same
+        "OMP_WAIT_POLICY": env.get("OMP_WAIT_POLICY", "PASSIVE"),
         # the kernel imports this checkout's workbench, not whatever the venv's editable install points
         # at (a second worktree sharing the venv would otherwise test the other tree's code)
         "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])]),
