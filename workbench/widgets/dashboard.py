@@ -64,7 +64,7 @@ class TrainingDashboard(W.VBox):
         self._live: list[tuple[int, float]] = []  # (batch, loss) of the epoch in progress
         self._live_epoch = (0, 1)
         self._cache_s: dict[int, float] = {}  # epoch -> seconds its start spent computing cached features
-        self._from_disk: set[int] = set()  # epochs whose features came from the disk cache (train/disk_cache.py)
+        self._from_disk: dict[int, bool] = {}  # epoch -> every split's features read from disk (train/disk_cache.py)
         self._last_batch: BatchEnd | None = None
         self._figure = plots.TrainingPlot()  # kept between renders: only its lines change
         self._render_lock = threading.Lock()
@@ -284,10 +284,8 @@ class TrainingDashboard(W.VBox):
         if p.task.startswith(("features", "disk cache")) and p.done >= p.total:
             epoch = self.session.epoch + 1
             self._cache_s[epoch] = self._cache_s.get(epoch, 0.0) + p.elapsed_s
-            if p.task.startswith("disk cache"):
-                self._from_disk.add(epoch)
-            else:  # computed (an entry that did not check out is rebuilt): say so
-                self._from_disk.discard(epoch)
+            # one split computed (an entry that did not check out is rebuilt) and the epoch "computed"
+            self._from_disk[epoch] = self._from_disk.get(epoch, True) and p.task.startswith("disk cache")
         if self.session.paused:
             return
         self.progress.show(progress_words(p), p.done, p.total, p.eta_s,
@@ -317,8 +315,8 @@ class TrainingDashboard(W.VBox):
     def _result_words(self, r: EpochResult) -> str:
         valid = f"valid acc {r.valid_accuracy:.3f}, loss {r.valid_loss:.4f}" if r.valid_loss is not None else "not validated"
         cache = self._cache_s.get(r.epoch)
-        how = ("reading the cached features from disk (computed by an earlier run or kernel)" if r.epoch in self._from_disk
-               else "computing the cached features (once)")
+        how = ("reading the cached features from disk (computed by an earlier run or kernel)"
+               if self._from_disk.get(r.epoch) else "computing the cached features (once)")
         took = f"{fmt_seconds(r.epoch_time_s)}" + (f", of which {fmt_seconds(cache)} {how}" if cache else "")
         stopped = f" · {r.stopped}" if r.stopped else ""
         return f"epoch {r.epoch} done: {valid} · took {took}{stopped}"
@@ -384,7 +382,7 @@ class TrainingDashboard(W.VBox):
         if r.path_reason.startswith("exact head fit"):
             return "exact head fit"
         cache = self._cache_s.get(r.epoch)
-        if r.epoch in self._from_disk:
+        if self._from_disk.get(r.epoch):
             return f"features read from disk in {cache:.1f} s"
         return f"features cached in {cache:.1f} s" if cache else ""
 
