@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import platform
 import statistics
 import sys
@@ -18,6 +19,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+# Benchmarks time the work itself: the disk feature cache (train/disk_cache.py) would let a second
+# Session read features an earlier one computed. restart_cache.py turns it on where it measures it.
+os.environ.setdefault("WORKBENCH_FEATURE_CACHE", "0")
 
 
 def steady_malloc() -> str:

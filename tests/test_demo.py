@@ -46,7 +46,7 @@ def test_run_demo_opens_a_copy_of_the_notebooks_outside_the_tracked_tree(tmp_pat
     before = {p: p.read_bytes() for p in (ROOT / "notebooks").rglob("*.ipynb")}
     out = subprocess.run([str(ROOT / "run"), "demo"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert f"jupyter cwd={workspace} args=lab {workspace / 'quickstart.ipynb'}" in out.stdout
+    assert f"jupyter cwd={workspace} args=lab {workspace / 'quickstart.ipynb'} --ServerApp.port=" in out.stdout
     copies = sorted(p.relative_to(workspace) for p in workspace.rglob("*.ipynb"))
     assert copies == sorted(p.relative_to(ROOT / "notebooks") for p in before)
     assert (workspace / ".gitignore").read_text().splitlines()[-1] == "*"  # git ignores it wherever it is
@@ -63,3 +63,30 @@ def test_the_workspace_may_not_be_the_notebooks_folder(tmp_path) -> None:
     with pytest.raises(SystemExit, match="must not be inside"):
         prepare_workspace(ROOT / "notebooks" / "copy", ROOT / "notebooks")
     assert prepare_workspace(tmp_path / "ws", ROOT / "notebooks") == tmp_path / "ws" / "quickstart.ipynb"
+
+
+def _fake_id(tmp_path: Path, uid: int) -> str:
+    """A PATH whose `id -u` answers `uid` (the run script asks it whether it runs as root)."""
+    bin_dir = tmp_path / f"id-{uid}"
+    bin_dir.mkdir()
+    (bin_dir / "id").write_text(f'#!/bin/sh\n[ "$1" = "-u" ] && echo {uid} && exit 0\nexec /usr/bin/id "$@"\n')
+    (bin_dir / "id").chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("uid", [0, 1000], ids=["root", "user"])
+def test_run_demo_as_root_passes_allow_root_and_prints_the_url(tmp_path, uid) -> None:
+    """JupyterLab refuses root without --allow-root: the run script passes it for root only, and
+    prints the address to open, with the port and the token it gave JupyterLab."""
+    import re
+
+    env = {**os.environ, "WB_VENV": str(_fake_venv(tmp_path)), "WB_WORKSPACE": str(tmp_path / "ws"),
+           "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "PATH": _fake_id(tmp_path, uid), "WB_PORT": "18888"}
+    out = subprocess.run([str(ROOT / "run"), "demo"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    args = out.stdout.split("args=", 1)[1]
+    assert ("--allow-root" in args) == (uid == 0)
+    url = re.search(r"http://localhost:(\d+)/lab/tree/quickstart\.ipynb\?token=([0-9a-f]{48})", out.stdout)
+    assert url, out.stdout
+    port, token = url.groups()
+    assert int(port) >= 18888 and f"--ServerApp.port={port} " in args and f"--IdentityProvider.token={token}" in args

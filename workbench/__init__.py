@@ -81,6 +81,8 @@ _LAZY = {
     "Sweep": "workbench.train.sweep",
     "ChooseView": "workbench.widgets.choose",
     "SweepView": "workbench.widgets.sweep",
+    "feature_cache_info": "workbench.train.disk_cache",
+    "clear_feature_cache": "workbench.train.disk_cache",
 }
 
 __all__ = [

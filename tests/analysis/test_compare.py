@@ -158,3 +158,26 @@ def test_run_records_are_plain(pair):
     r = Run.from_session(pair[0])
     assert r.name == "A" and r.freeze == "full" and r.settings()["schedule.name"] == "auto"
     assert isinstance(wb.compare(*pair), Comparison)
+
+
+def _run_with(config: dict, name: str) -> Run:
+    return Run(name=name, config=wb.TrainConfig().replace(**config).to_dict(), history=[], predictions=None,
+               classes=["a", "b"], backbone="tiny", data_name="d (1 train / 1 valid)", freeze="head")
+
+
+def test_settings_a_run_does_not_use_are_never_a_difference():
+    """A constant schedule's step_epochs, Adam's momentum, a plain loss's focal gamma: idle settings
+    that differ are not listed; where one run uses a setting the others leave idle, it shows "(unused)"."""
+    same = Comparison([_run_with({"schedule": wb.Schedule("constant", step_epochs=3)}, "A"),
+                       _run_with({"schedule": wb.Schedule("constant", step_epochs=1), "momentum": 0.5,
+                                  "focal_gamma": 3.0, "epochs": 9}, "B")])
+    assert list(same.settings.index) == [] and same.diff() == {} and same.labels == ["A", "B"]
+    step = Comparison([_run_with({"schedule": wb.Schedule("step", step_epochs=2)}, "A"),
+                       _run_with({"schedule": wb.Schedule("constant", step_epochs=5)}, "B")])
+    assert list(step.settings.index) == ["schedule.name"] and step.diff() == {"schedule.name": ("step", "constant")}
+    three = Comparison([_run_with({"optimizer": "sgd", "momentum": 0.9}, "A"),
+                        _run_with({"optimizer": "sgd", "momentum": 0.5}, "B"),
+                        _run_with({"optimizer": "adamw", "momentum": 0.1}, "C")])
+    assert list(three.settings.index) == ["optimizer", "momentum"]
+    assert three.settings.loc["momentum"].tolist() == ["0.9", "0.5", "(unused)"]
+    assert three.labels == ["optimizer=sgd, momentum=0.9", "optimizer=sgd, momentum=0.5", "optimizer=adamw"]

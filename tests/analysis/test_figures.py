@@ -36,7 +36,7 @@ def test_tokens_html_escapes_and_joins_word_pieces() -> None:
     html = plots.tokens_html(_text())
     assert "&lt;img" in html and "<img" not in html and "[CLS]" not in html
     assert ">&lt;img</span><span" in html and ">x</span>" in html  # "##x" joins "<img" without a space
-    assert "rgba(198,40,40,0.40)" in html  # "fine" pushes against: red at |score|
+    assert "rgba(198,40,40,0.24)" in html  # "fine" pushes against: red at 0.6 x |score| (text stays readable)
     assert _text().top_tokens(2) == [("<img", 1.0), ("##x", 0.5)]
 
 

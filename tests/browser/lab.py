@@ -64,6 +64,7 @@ class Lab:
     root_dir: Path
     log_path: Path
     process: subprocess.Popen = field(repr=False)
+    feature_cache: Path | None = None  # the kernels' disk feature cache (WORKBENCH_CACHE_DIR)
 
     # -- files
 
@@ -116,6 +117,13 @@ class Lab:
             self.api("DELETE", f"api/sessions/{s['id']}")
         for k in self.api("GET", "api/kernels"):
             self.api("DELETE", f"api/kernels/{k['id']}")
+        self.clear_feature_cache()
+
+    def clear_feature_cache(self) -> None:
+        """Empty the kernels' disk feature cache, so each test's first head-only epoch computes."""
+        if self.feature_cache is not None:
+            for entry in self.feature_cache.glob("wbfeat-*.safetensors"):
+                entry.unlink()
 
     def log_tail(self, chars: int = 6000) -> str:
         try:
@@ -190,6 +198,10 @@ def start_lab(tmp: Path, notebooks: Path = NOTEBOOKS, timeout: float = 60) -> La
         "JUPYTERLAB_WORKSPACES_DIR": str(workspaces),
         "IPYTHONDIR": str(tmp / "ipython"),
         "PYTHONUNBUFFERED": "1",
+        "WORKBENCH_CACHE_DIR": str(tmp / "feature-cache"),  # never the user's own cache folder
+        # OpenMP threads that spin-wait collapse on a shared CPU (an exact head fit took 324 s here, 7.8 s
+        # with PASSIVE); the notebook tests and docs/build_executed.py do the same
+        "OMP_WAIT_POLICY": env.get("OMP_WAIT_POLICY", "PASSIVE"),
         # the kernel imports this checkout's workbench, not whatever the venv's editable install points
         # at (a second worktree sharing the venv would otherwise test the other tree's code)
         "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])]),
@@ -210,7 +222,8 @@ def start_lab(tmp: Path, notebooks: Path = NOTEBOOKS, timeout: float = 60) -> La
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
-    lab = Lab(url=f"http://127.0.0.1:{port}/", root_dir=root, log_path=log_path, process=proc)
+    lab = Lab(url=f"http://127.0.0.1:{port}/", root_dir=root, log_path=log_path, process=proc,
+              feature_cache=tmp / "feature-cache")
 
     deadline = time.monotonic() + timeout
     while True:

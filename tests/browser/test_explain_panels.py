@@ -2,7 +2,7 @@
 
 (a) digits with a briefly trained resnet18: pick one sample -> the Why panel shows two Grad-CAM
 images and nearest training thumbnails; Rank -> the label-issue table and gallery; the Map tab
-draws the canvas, a lasso drag fills the explorer's gallery, a matrix click rings points.
+draws the canvas, a lasso drag shows its cards below the map, a matrix click rings points.
 (b) texts holding markup through MiniLM: the Why panel's tokens and the neighbours' snippets are
 text (no <img>, no <b>, no dialog). Screenshots go to test-artifacts/browser/.
 """
@@ -73,7 +73,7 @@ def test_why_issues_and_map_in_the_errors_tab(page, lab):
     _scroll(issues)
     screenshot(page, "label_issues_tab")
 
-    # Map: drawn on opening; a lasso fills the explorer's gallery; a matrix click rings points
+    # Map: drawn on opening; a lasso shows its cards below the map; a matrix click rings points
     _tab(page, ".wb-explain-tabs", "Map")
     scatter = page.locator(".wb-scatter")
     expect(scatter).to_have_attribute("data-drawn", "120", timeout=30_000)
@@ -85,7 +85,7 @@ def test_why_issues_and_map_in_the_errors_tab(page, lab):
     for fx, fy in ((0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)):
         page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"], steps=5)
     page.mouse.up()
-    expect(page.locator(".wb-explorer .wb-gallery-box")).to_contain_text("map lasso: 120 selected", timeout=15_000)
+    expect(page.locator(".wb-datamap .wb-map-cards")).to_contain_text("map lasso: 120 selected", timeout=15_000)
     cell = page.evaluate("""() => [...document.querySelectorAll('.wb-matrix button')]
         .map(b => [[...b.classList].find(c => c.startsWith('cm-cell-')), +b.textContent.trim()])
         .filter(([c, n]) => c && n > 0 && c.split('-')[2] !== c.split('-')[3]).sort((a, b) => b[1] - a[1])[0][0]""")

@@ -52,7 +52,14 @@ def test_lists_this_kernels_runs_and_compares_the_picked(two):
     c = view.comparison
     assert list(c.settings.index) == ["optimizer"] and c.labels == ["optimizer=sgd", "optimizer=adamw"]
     assert "optimizer" in view.settings_table.value and "adamw" in view.settings_table.value
-    assert view.curves.value[:4] == b"\x89PNG" and view.confusion.value[:4] == b"\x89PNG"
+    assert all(image.value[:4] == b"\x89PNG" for image in view.curves.children) and view.confusion.value[:4] == b"\x89PNG"
+    # shown at their own size (the browser test checks that), no text in them is under 11 px
+    from workbench import plots
+    from workbench.widgets import compare as cv
+
+    figures = [plots.compare_curves_figure(c, panels=(p,), size=cv.CURVE_SIZE) for p in cv.CURVE_PANELS]
+    figures.append(plots.compare_confusion_figure(c, size=cv.confusion_size(2)))
+    assert min(plots.min_text_px(f, cv.DPI) for f in figures) >= 11
     assert "change" in view.per_class_table.value
     assert view.body.layout.display == ""
 

@@ -171,3 +171,26 @@ def test_a_code_cell_cannot_start_a_fit_while_the_dashboard_trains(digits) -> No
     go.set()
     d.wait(60)
     assert not d.training and len(session.history) == 1
+
+
+def test_the_result_line_says_where_the_cached_features_came_from(digits) -> None:
+    """Computed, then read from the disk cache by a second run, then computed again when one
+    split's entry (either) no longer checks out: the words follow what happened to every split."""
+    from workbench.train import disk_cache
+
+    def first_epoch_words() -> str:
+        torch.manual_seed(0)
+        model = wb.load_backbone("resnet18", num_classes=10, pretrained=False, image_size=16)
+        d = TrainingDashboard(wb.Session(digits, model, optimizer="sgd", lr=0.05, batch_size=32, seed=0))
+        d.step_button.click()
+        d.wait(60)
+        return d.progress.text()
+
+    assert "computing the cached features (once)" in first_epoch_words()
+    assert "reading the cached features from disk (computed by an earlier run or kernel)" in first_epoch_words()
+    entries = sorted(disk_cache.folder().glob("wbfeat-*.safetensors"))
+    assert len(entries) == 2  # train and valid
+    for path in entries:  # one split read from disk, the other rebuilt: in either order, "computing"
+        path.write_bytes(path.read_bytes()[:-8] + b"\0" * 8)
+        words = first_epoch_words()
+        assert "computing the cached features (once)" in words and "from disk" not in words, words

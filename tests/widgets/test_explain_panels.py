@@ -47,7 +47,7 @@ def test_label_issues_tab_ranks_flags_and_exports(trained, tmp_path) -> None:
     assert out.read_text().splitlines()[0].startswith('"rank","id","split"')  # text cells quoted (workbench.safety)
 
 
-def test_map_tab_selection_fills_the_gallery_and_cells_highlight(trained) -> None:
+def test_map_tab_selection_shows_cards_below_the_map_and_cells_highlight(trained) -> None:
     x = wb.ErrorExplorer(trained)
     x.explain_tabs.selected_index = 2  # opening the tab draws the map
     m = x.data_map
@@ -58,9 +58,14 @@ def test_map_tab_selection_fills_the_gallery_and_cells_highlight(trained) -> Non
     polygon = [(lo[0] - 1, lo[1] - 1), (mid[0], lo[1] - 1), (mid[0], hi[1] + 1), (lo[0] - 1, hi[1] + 1)]
     ids = m.select_polygon(polygon)
     assert sorted(ids) == sorted(emb.inside(polygon).tolist()) and ids
-    assert sorted(x.shown_ids) == sorted(ids) and "map lasso" in x.gallery.value
+    # the cards show below the map (the explorer's gallery above it stays as it was)
+    assert "map lasso" in m.cards.value and m.cards.value.count("<figure") == min(50, len(ids))
+    assert x.shown_ids == [] and "map lasso" not in x.gallery.value
     m.canvas.selected = [4]  # what the page sends for a click on point 4
-    assert x.shown_ids == [int(emb.ids[4])] and m.selected == [int(emb.ids[4])]
+    one = int(emb.ids[4])
+    assert m.selected == [one] and f'data-id="{one}"' in m.cards.value and m.cards.value.count("<figure") == 1
+    m.cards.click(one, "flag")  # a map card's Flag: the explorer's flag list, and the card shows it
+    assert [f["id"] for f in x.flagged] == [one] and "wb-flagged" in m.cards.value
     cell = x.analysis.most_confused().iloc[0]
     x.select(int(cell.true_index), int(cell.pred_index))
     ringed = {int(emb.ids[p]) for p in m.canvas.highlighted}

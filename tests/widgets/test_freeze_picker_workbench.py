@@ -91,7 +91,7 @@ def test_workbench_from_data_starts_a_session_when_a_backbone_loads(digits) -> N
     w.picker.load()
     w.picker.wait(120)
     assert w.session is not None and w.session.config.batch_size == 32
-    assert w.tabs.children[1] is w.freeze_panel and w.tabs.children[2] is w.dashboard
+    assert w.tabs.children[1].children == (w.freeze_panel,) and w.tabs.children[2].children == (w.dashboard,)
     assert w.tabs.selected_index == 1
 
 

@@ -24,6 +24,7 @@ from ..validate import position
 from .errors import ErrorAnalysis
 
 MAX_LABEL_SETTINGS = 3  # settings shown in a run's label; the table has them all
+UNUSED = "(unused)"  # a setting another choice of that run leaves idle, in the settings table
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,36 @@ class Run:
             else:
                 flat[key] = value
         return flat
+
+
+# The settings each schedule reads (train/optim.py Schedule._main; "auto" may resolve to one-cycle).
+SCHEDULE_READS = {
+    "constant": (), "step": ("step_epochs", "gamma"), "exponential": ("gamma",), "cosine": ("epochs",),
+    "onecycle": ("epochs", "pct_start", "div_factor", "final_div_factor"),
+    "auto": ("epochs", "pct_start", "div_factor", "final_div_factor"),
+}
+SCHEDULE_FIELDS = ("step_epochs", "gamma", "pct_start", "div_factor", "final_div_factor")
+
+
+def idle_settings(flat: dict[str, Any]) -> set[str]:
+    """The settings in `flat` (Run.settings' form) that the run's other choices leave unused (a
+    constant schedule's `step_epochs`, Adam's `momentum`): a comparison never lists a difference
+    in them, which changed nothing."""
+    name = flat.get("schedule.name")
+    reads = SCHEDULE_READS.get(name, SCHEDULE_FIELDS + ("epochs",))  # unknown: keep them all
+    idle = {f"schedule.{f}" for f in SCHEDULE_FIELDS if f not in reads}
+    if "epochs" not in reads:
+        idle.add("epochs")
+    if not flat.get("schedule.warmup_epochs"):
+        idle.add("schedule.warmup_start")
+    optimizer = flat.get("optimizer")
+    if optimizer not in ("sgd", "rmsprop", None):
+        idle.add("momentum")
+    if optimizer not in ("sgd", None):
+        idle.add("nesterov")
+    if flat.get("loss", "focal") != "focal":
+        idle.add("focal_gamma")
+    return idle & set(flat)
 
 
 def _bundled_data(recording: list, meta: dict[str, Any], reload_data) -> Any:
@@ -144,20 +175,26 @@ class Comparison:
         self.runs = list(runs)
         self.names = unique_names([r.name for r in self.runs])
         flats = [r.settings() for r in self.runs]
+        idle = [idle_settings(f) for f in flats]
         keys = list(dict.fromkeys(k for f in flats for k in f))
         missing = object()
-        self.differing = [k for k in keys if len({repr(f.get(k, missing)) for f in flats}) > 1]
+        # a setting differs when the runs that use it have different values (idle_settings)
+        self.differing = [k for k in keys
+                          if len({repr(f.get(k, missing)) for f, i in zip(flats, idle) if k not in i}) > 1]
         rows = {k: _shown([f.get(k, "-") for f in flats]) for k in self.differing}
+        for k in self.differing:
+            rows[k] = [UNUSED if k in i else v for v, i in zip(rows[k], idle)]
         self.settings = pd.DataFrame({n: [rows[k][j] for k in self.differing] for j, n in enumerate(self.names)},
                                      index=pd.Index(self.differing, name="setting"))  # fmt: skip
-        self.labels = self._labels(flats)
+        self.labels = self._labels(flats, idle)
         self._analyses: list[ErrorAnalysis | None] | None = None
 
-    def _labels(self, flats: list[dict[str, Any]]) -> list[str]:
+    def _labels(self, flats: list[dict[str, Any]], idle: list[set[str]]) -> list[str]:
         shown = self.differing[:MAX_LABEL_SETTINGS]
         more = len(self.differing) > MAX_LABEL_SETTINGS
         rows = {k: _shown([f.get(k, "-") for f in flats]) for k in shown}
-        labels = [", ".join(f"{k}={rows[k][j]}" for k in shown) + (", ..." if more else "") for j in range(len(flats))]
+        labels = [", ".join(f"{k}={rows[k][j]}" for k in shown if k not in idle[j]) + (", ..." if more else "")
+                  for j in range(len(flats))]
         if not shown or len(set(labels)) < len(labels):  # nothing differs in the settings: the names say it
             return list(self.names)
         return labels
@@ -166,7 +203,9 @@ class Comparison:
     def diff(self, a: int | str = 0, b: int | str = 1) -> dict[str, tuple[Any, Any]]:
         """The settings that differ between two runs: {setting: (value in a, value in b)}."""
         fa, fb = self.runs[self.index(a)].settings(), self.runs[self.index(b)].settings()
-        return {k: (fa.get(k), fb.get(k)) for k in dict.fromkeys([*fa, *fb]) if fa.get(k) != fb.get(k)}
+        idle = idle_settings(fa) | idle_settings(fb)
+        return {k: (fa.get(k), fb.get(k)) for k in dict.fromkeys([*fa, *fb])
+                if fa.get(k) != fb.get(k) and k not in idle}
 
     @property
     def history(self) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from PIL import Image
 from ..validate import choice, integer
 
 THUMB = 112  # px, longest side of an image thumbnail
+BORDER = "var(--jp-border-color1,#bdbdbd)"  # JupyterLab's theme colour: cards read in light and dark
 PREVIEW = 200  # characters of a text shown before a click
 
 
@@ -53,15 +54,17 @@ class SampleGrid:
         for i, label in zip(self.positions, self.labels):
             item = d.item(i, self.split)
             caption = (f'<div style="font-size:14px;line-height:1.35;margin-top:3px"><b>{_e(label)}</b> '
-                       f'<span style="color:#616161">#{i}</span></div>')
+                       f'<span style="color:var(--jp-content-font-color2,#616161)">#{i}</span></div>')
             if isinstance(item, str):
-                cards.append('<div style="flex:1 1 280px;max-width:440px;padding:8px;border:1px solid #d0d0d0;'
-                             f'border-radius:4px;font-size:14px;line-height:1.45">{_text(item)}{caption}</div>')
+                cards.append('<div style="flex:1 1 280px;max-width:440px;padding:8px;'
+                             f'border:1px solid {BORDER};border-radius:4px;font-size:14px;line-height:1.45">'
+                             f'{_text(item)}{caption}</div>')
             else:
-                cards.append('<figure style="margin:0;padding:5px;border:1px solid #d0d0d0;border-radius:4px;'
+                cards.append(f'<figure style="margin:0;padding:5px;border:1px solid {BORDER};border-radius:4px;'
                              f'width:{THUMB + 12}px"><img src="data:image/png;base64,{_thumbnail(item)}" '
                              f'alt="{_e(label)}" style="width:{THUMB}px;height:{THUMB}px;object-fit:contain;'
-                             f'image-rendering:pixelated;background:#fafafa;display:block">{caption}</figure>')
+                             'image-rendering:pixelated;background:var(--jp-layout-color2,#eee);display:block">'
+                             f'{caption}</figure>')
         head = (f'<div style="font-size:14px;margin:4px 0"><b>{_e(d.name)}</b>: {len(self.positions)} of '
                 f"{len(part):,} {self.split} samples, {d.num_classes} classes (one of each class in turn)</div>")
         return (f'<div class="wb-sample-grid">{head}<div style="display:flex;flex-wrap:wrap;gap:8px;'
@@ -87,7 +90,8 @@ def _text(text: str) -> str:
     cut = text.rfind(" ", 0, PREVIEW)
     cut = cut if cut > PREVIEW // 2 else PREVIEW
     return (f'<details {body}><summary style="cursor:pointer">{_e(text[:cut])}… '
-            f'<span style="color:#1565c0">(click for the rest)</span></summary>…{_e(text[cut:])}</details>')
+            '<span style="color:var(--jp-content-link-color,#0d47a1)">(click for the rest)</span></summary>'
+            f"…{_e(text[cut:])}</details>")
 
 
 def _thumbnail(image: Image.Image) -> str:

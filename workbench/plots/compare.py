@@ -3,6 +3,7 @@ confusion matrices and the samples one run gets right and another wrong."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,13 +67,14 @@ def compare_curves_figure(comparison, panels: Sequence[str] = ("loss", "accuracy
                 seconds = np.cumsum([r.epoch_time_s for r in h])
                 ax.plot(seconds, [_nan(r.valid_accuracy) for r in h], "o-", color=color, ms=4, label=label)
     for ax, panel in zip(axes, panels):
-        ax.set(title=PANELS[panel], xlabel="seconds" if panel == "time" else "epoch")
+        ax.set_title(textwrap.fill(PANELS[panel], 32 if len(panels) == 1 else 60), fontsize=11)
+        ax.set(xlabel="seconds" if panel == "time" else "epoch")
         if panel != "time":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if panel in ("accuracy", "f1", "time"):
             ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, frameon=False, loc="best")
+    axes[0].legend(fontsize=9, frameon=False, loc="best")
     return fig
 
 
@@ -98,7 +100,7 @@ def compare_per_class_figure(comparison, metric: str = "f1", highlight: Sequence
             ax.axvspan(i - 0.5, i + 0.5, color="grey", alpha=0.12, lw=0)
     ax.set_xticks(x, [literal(_short(c, 12)) for c in classes], rotation=45 if k > 12 else 0, ha="right" if k > 12 else "center")
     ax.set(title=f"{metric} per class (valid)", ylabel=metric, ylim=(0, 1.05), xlim=(-0.5, k - 0.5))
-    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12 if k <= 12 else -0.3),
+    ax.legend(fontsize=9, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12 if k <= 12 else -0.3),
               ncols=min(n, 3))
     ax.grid(alpha=0.3, axis="y")
     return fig
@@ -129,11 +131,11 @@ def compare_confusion_figure(comparison, normalize: bool = False, max_classes: i
     axes = np.atleast_1d(fig.subplots(1, n))
     for j, (ax, m, label, a) in enumerate(zip(axes, shown, _run_names(comparison, legend), comparison.analyses)):
         sns.heatmap(m, ax=ax, cmap="Blues", vmin=0, vmax=vmax, annot=len(keep) <= 10, fmt=".2f" if normalize else "d",
-                    annot_kws={"fontsize": 7}, xticklabels=names, yticklabels=names if j == 0 else False,
+                    annot_kws={"fontsize": 8}, xticklabels=names, yticklabels=names if j == 0 else False,
                     cbar=j == n - 1, square=True, linewidths=0.5)
         ax.set_title(f"{literal(_short(label, 36))}\naccuracy {a.accuracy:.3f}", fontsize=9)
         ax.set_xlabel("predicted")
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
     axes[0].set_ylabel("true")
     return fig
 

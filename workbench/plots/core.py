@@ -35,6 +35,15 @@ def png(fig: Figure, dpi: int = 80) -> bytes:
     return buf.getvalue()
 
 
+def min_text_px(fig: Figure, dpi: float) -> float:
+    """The smallest font of any visible text in `fig`, in pixels of a PNG rendered at `dpi`: shown
+    at its own size, that is what a reader gets (views keep it >= 11 px)."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes, default=float("inf")) * dpi / 72
+
+
 Live = tuple[int, int, Sequence[tuple[int, float]]]  # (epoch, batches in it, [(batch, loss), ...])
 
 
@@ -313,7 +322,8 @@ def tokens_html(attribution, max_tokens: int = 200) -> str:
         piece = token.startswith("##")
         text = html.escape(token[2:] if piece else token)
         rgb = "46,125,50" if score >= 0 else "198,40,40"
-        style = f"background:rgba({rgb},{min(abs(float(score)), 1):.2f});border-radius:3px;padding:0 1px"
+        # at most 0.6 opaque: the text on it keeps a contrast >= 4.5:1 in light (dark text) and dark themes
+        style = f"background:rgba({rgb},{0.6 * min(abs(float(score)), 1):.2f});border-radius:3px;padding:0 1px"
         out.append(("" if piece or not out else " ") + f'<span class="wb-token" title="{score:+.2f}" style="{style}">{text}</span>')
     return f'<span class="wb-tokens" style="line-height:1.9">{"".join(out)}</span>'
 

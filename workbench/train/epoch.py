@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from ..validate import jsonable
-from . import freezing, guards
+from . import disk_cache, freezing, guards
 from .cache import compute_features
 from .config import auto_lr, auto_schedule, preconditions_head
 from .events import EpochStart, ErrorEvent, EvalEnd, EventBus
@@ -282,7 +282,8 @@ class EpochMixin:
                                         order, len(getattr(self.data, split)),
                                         progress=self.events.progress(f"features ({split})", len(order)))
 
-        return self.cache.get(key, split, compute)
+        # a frozen body's features also go to disk, for the next kernel (train/disk_cache.py)
+        return self.cache.get(key, split, lambda: disk_cache.load_or_compute(self, split, compute))
 
     def _eval_batch(self) -> int:
         return self.placement.eval_batch(self.config)
@@ -359,7 +360,7 @@ class EpochMixin:
         its L2 strength chosen by 3-fold cross-validation on the train split from C in
         (0.1, 1, 10, 100) unless `C` is given (a value or a list). Needs every block below the head
         frozen (the fast path); the head's optimizer state starts fresh afterwards."""
-        from .head_fit import fit_linear_head, linear_head
+        from .head_fit import fit_linear_head, linear_head, solves
 
         fast, why = self.path()
         if not fast:
@@ -372,7 +373,8 @@ class EpochMixin:
             epoch, criterion = self.epoch + 1, self._epoch_criterion()
             x, y = self._features("train"), self._training_labels()
             weight = getattr(criterion, "weight", None)
-            fit = fit_linear_head(x, y, self.data.num_classes, C, class_weight=weight, seed=self.config.seed)
+            fit = fit_linear_head(x, y, self.data.num_classes, C, class_weight=weight, seed=self.config.seed,
+                                  progress=self.events.progress("exact head fit", solves(C)))
             with torch.no_grad():
                 linear.weight.copy_(fit.weight.to(linear.weight))
                 linear.bias.copy_(fit.bias.to(linear.bias))

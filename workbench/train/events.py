@@ -65,7 +65,7 @@ class FitEnd:
 class Progress:
     """Work that is not a training batch: the feature-cache build, the valid pass, the LR range test."""
 
-    task: str  # "features (train)" | "features (valid)" | "validation" | "LR range test"
+    task: str  # "features (train)" | "features (valid)" | "disk cache (train)" | "validation" | "LR range test" | ...
     done: int
     total: int
     elapsed_s: float

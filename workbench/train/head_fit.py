@@ -8,7 +8,7 @@ the path from strong to weak regularisation. The solution is written into the he
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -48,14 +48,23 @@ def _solve(x: torch.Tensor, y: torch.Tensor, k: int, penalty: float, iters: int,
     return w.detach(), b.detach(), int(steps)
 
 
+def solves(C: float | Sequence[float] | None = None, folds: int = 3) -> int:
+    """How many L-BFGS solves fit_linear_head runs: one per fold and C, then the final fit."""
+    grid = C_GRID if C is None else ([C] if not isinstance(C, Sequence) else list(C))
+    return (folds * len(grid) if len(grid) > 1 else 0) + 1
+
+
 def fit_linear_head(x: torch.Tensor, y: torch.Tensor, k: int, C: float | Sequence[float] | None = None,
                     class_weight: torch.Tensor | None = None, folds: int = 3, max_iter: int = 300,
-                    seed: int = 0) -> HeadFit:
+                    seed: int = 0, progress: Callable[[int], None] = lambda done: None) -> HeadFit:
     """Logistic regression on features `x` (N, D) with labels `y`, C chosen by `folds`-fold CV
-    over `C` (a grid, one value, or None for C_GRID)."""
+    over `C` (a grid, one value, or None for C_GRID). `progress(solves done)` after each solve
+    (of `solves(C, folds)`)."""
     grid = C_GRID if C is None else ([C] if not isinstance(C, Sequence) else list(C))
     grid = sorted(number("C", c, low=0, low_open=True, hint="e.g. 1.0 (smaller = stronger regularisation).")
                   for c in grid)
+    done = 0
+    progress(done)
     x, y = x.float(), y.long()
     n = len(y)
     scores: dict[float, float] = {}
@@ -72,10 +81,13 @@ def fit_linear_head(x: torch.Tensor, y: torch.Tensor, k: int, C: float | Sequenc
                 start = (w, b)
                 acc = float(((x[held] @ w.T + b).argmax(1) == y[held]).float().mean())
                 scores[c] = scores.get(c, 0.0) + acc / folds
+                done += 1
+                progress(done)
         best = max(grid, key=lambda c: (round(scores[c], 6), -c))  # ties: the stronger regularisation
     else:
         best = grid[0]
     w, b, iters = _solve(x, y, k, 1 / (best * n), max_iter, None, class_weight)
+    progress(done + 1)
     with torch.no_grad():
         loss = float(F.cross_entropy(x @ w.T + b, y, weight=class_weight))
     return HeadFit(w, b, best, scores, loss, iters)

@@ -66,9 +66,10 @@ export default { render };
 
 _CSS = """
 .wb-code-bar {display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: center}
-.wb-code-note {font-size: 13px; color: #424242}
+.wb-code-note {font-size: 13px; color: var(--jp-content-font-color2, rgba(0,0,0,.54))}
 .wb-code-text {font-size: 13px; line-height: 1.4; max-height: 22em; overflow-y: auto; overflow-x: hidden;
-  white-space: pre-wrap; word-break: break-word; background: #f7f7f7; border: 1px solid #e0e0e0;
+  white-space: pre-wrap; word-break: break-word; color: var(--jp-content-font-color1, rgba(0,0,0,.87));
+  background: var(--jp-cell-editor-background, #f7f7f7); border: 1px solid var(--jp-border-color2, #e0e0e0);
   padding: 6px 8px; margin: 4px 0}
 """
 

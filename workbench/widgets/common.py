@@ -1,5 +1,6 @@
 """Pieces every view shares: the message box, safe handlers, escaping, styles, the repaint
-throttle, the progress line, the static snapshot a saved notebook keeps, and background workers."""
+throttle, the static snapshot a saved notebook keeps, and background workers (the progress and
+busy lines are in busy.py, re-exported here)."""
 
 from __future__ import annotations
 
@@ -59,29 +60,68 @@ def _stop_workers() -> None:
 # line height (made for one-line labels) that double-spaces paragraphs, so our blocks set their own.
 # Boxes and grids in ipywidgets 8 scroll (`overflow: auto`): our layouts wrap instead, so a narrow
 # notebook (file browser open, 150% zoom) gets no nested scrollbars.
+# Colours come from JupyterLab's theme variables (with light-theme fallbacks), so text keeps a
+# contrast of at least 4.5:1 in the light and the dark theme (tests/browser measures it): secondary
+# text is --jp-content-font-color2 (0.54 black on white, 0.7 white on #111), tints are mixed into
+# the page's own background instead of being fixed light colours.
 STYLE = """<style>
 .wb-view .widget-html-content {line-height: 1.45}
-.wb-msg {padding: 6px 10px; border-radius: 4px; margin: 4px 0; font-size: 14px; line-height: 1.45}
-.wb-msg-error {background: #fdecea; border-left: 4px solid #d32f2f; color: #611a15}
-.wb-msg-info {background: #e8f4fd; border-left: 4px solid #1976d2; color: #0d3c61}
-.wb-msg-ok {background: #edf7ed; border-left: 4px solid #2e7d32; color: #1e4620}
+.wb-msg {padding: 6px 10px; border-radius: 4px; margin: 4px 0; font-size: 14px; line-height: 1.45;
+  color: var(--jp-content-font-color1, rgba(0,0,0,.87))}
+.wb-msg-error {background: color-mix(in srgb, var(--jp-error-color1, #d32f2f) 12%, transparent);
+  border-left: 4px solid var(--jp-error-color1, #d32f2f)}
+.wb-msg-info {background: color-mix(in srgb, var(--jp-brand-color1, #1976d2) 12%, transparent);
+  border-left: 4px solid var(--jp-brand-color1, #1976d2)}
+.wb-msg-ok {background: color-mix(in srgb, var(--jp-success-color1, #388e3c) 12%, transparent);
+  border-left: 4px solid var(--jp-success-color1, #388e3c)}
 .wb-table {border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; line-height: 1.4}
-.wb-table th, .wb-table td {padding: 2px 6px; border-bottom: 1px solid #e0e0e0; text-align: right}
+.wb-table th, .wb-table td {padding: 2px 6px; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); text-align: right}
 .wb-table td {white-space: nowrap}
 .wb-table th:first-child, .wb-table td:first-child {text-align: left}
 .wb-table td.wb-wrap {text-align: left; white-space: normal; min-width: 8em}
-.wb-muted {color: #616161; font-size: 13px}
+.wb-muted {color: var(--jp-content-font-color2, rgba(0,0,0,.54)); font-size: 13px}
 .wb-card {font-size: 14px; line-height: 1.5}
 .wb-status-text {font-size: 14px; line-height: 1.4}
-.wb-status-paused {color: #8a5300; font-weight: 600}
+.wb-status-paused {color: color-mix(in srgb, var(--jp-warn-color0, #e65100) 70%, var(--jp-content-font-color0, #000));
+  font-weight: 600}
+.wb-spinner {display: inline-block; box-sizing: border-box; width: 0.95em; height: 0.95em; margin-right: 6px;
+  vertical-align: -0.12em; border: 2px solid var(--jp-border-color1, #bdbdbd);
+  border-top-color: var(--jp-brand-color1, #1976d2); border-radius: 50%; animation: wb-spin 0.8s linear infinite}
+@keyframes wb-spin {to {transform: rotate(360deg)}}
 .wb-wrap-row {flex-wrap: wrap; overflow: visible !important; gap: 4px 8px; align-items: center}
 .wb-tabs > .lm-TabBar .lm-TabBar-content, .wb-subtabs > .lm-TabBar .lm-TabBar-content {flex-wrap: wrap}
 .wb-tabs > .lm-TabBar .lm-TabBar-tab, .wb-subtabs > .lm-TabBar .lm-TabBar-tab {flex: 0 0 auto !important;
   min-width: 0 !important; max-width: none !important; width: auto !important; padding: 0 14px !important}
 .wb-tabs > .lm-TabBar, .wb-subtabs > .lm-TabBar {min-height: fit-content}
 .wb-view .widget-tab-contents, .wb-view .jupyter-widget-tab-contents {overflow: visible}
+.wb-view .lm-TabBar-tab, .wb-view .lm-TabBar-tabLabel, .wb-view .jupyter-widget-Collapse-header {
+  color: var(--jp-ui-font-color1, rgba(0,0,0,.87)) !important}
+.wb-view .jupyter-button.mod-primary {background-color: var(--jp-brand-color0, #0d47a1); color: #fff}
+.wb-view .jupyter-button.mod-danger {background-color: var(--jp-error-color0, #b71c1c); color: #fff}
+.wb-view label.widget-label-basic {white-space: normal; overflow-wrap: anywhere}
+.wb-narrow {container-type: inline-size}
+@container (max-width: 560px) {.wb-narrow .wb-opt {display: none}}
 .jp-OutputArea-child:has(.wb-live) + .jp-OutputArea-child:has(.jp-RenderedImage) {display: none}
 </style>"""
+
+
+def close_tree(widget: W.Widget) -> int:
+    """Close `widget` and every widget it references (children, layout, style, ...): a view that is
+    replaced leaves no models behind for a reloaded page to fetch (docs/ARCHITECTURE.md,
+    "Rendering": reloads). Returns how many were closed."""
+    stack, seen, closed = [widget], set(), 0
+    while stack:
+        w = stack.pop()
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        for key in w.keys:
+            value = getattr(w, key, None)
+            stack.extend(v for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, W.Widget))
+        if w.comm is not None:
+            w.close()
+            closed += 1
+    return closed
 
 
 def esc(value: Any) -> str:
@@ -128,12 +168,33 @@ def guarded(message_box_attr: str = "message") -> Callable:
     return decorate
 
 
-def table_html(header: list[str], rows: list[list[Any]], css_class: str = "wb-table", wrap: tuple[int, ...] = ()) -> str:
-    """An HTML table with every cell escaped; columns in `wrap` may break lines (long notes)."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td{" class=wb-wrap" if i in wrap else ""}>{esc(c)}</td>'
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f'{STYLE}<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def table_html(header: list[str], rows: list[list[Any]], css_class: str = "wb-table", wrap: tuple[int, ...] = (),
+               optional: tuple[int, ...] = ()) -> str:
+    """An HTML table with every cell escaped; columns in `wrap` may break lines (long notes), columns
+    in `optional` are left out where the table's box is narrower than 560 px (a notebook at 150%
+    zoom with the file browser open), so the others still fit."""
+    def attrs(i: int) -> str:
+        classes = " ".join(c for c, on in (("wb-wrap", i in wrap), ("wb-opt", i in optional)) if on)
+        return f' class="{classes}"' if classes else ""
+
+    head = "".join(f"<th{attrs(i)}>{esc(h)}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td{attrs(i)}>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+                   for row in rows)
+    table = f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'{STYLE}<div class="wb-narrow">{table}</div>' if optional else STYLE + table
+
+
+def readable_on(background: str) -> str:
+    """"black" or "white", whichever contrasts more with the `background` colour (WCAG luminance):
+    a cell's number stays readable (>= 4.5:1 where either can reach it) on any shade."""
+    from matplotlib.colors import to_rgb
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(c) for c in to_rgb(background))
+    lum = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
 
 
 def fmt_params(n: int) -> str:
@@ -227,51 +288,6 @@ class Painter:
                 self._next = time.perf_counter() + max(self.interval, cost / self.budget)
 
 
-# What the core's `progress` events are doing, in words (Progress.task -> a phrase).
-TASK_WORDS = {
-    "features (train)": "computing the backbone's features once, train split: batch {n} (later epochs reuse them)",
-    "features (valid)": "computing the backbone's features once, valid split: batch {n}",
-    "validation": "validating: batch {n}",
-    "decoding images (train)": "decoding the train images: chunk {n}",
-    "decoding images (valid)": "decoding the valid images: chunk {n}",
-    "LR range test": "LR range test: step {n} (one step per learning rate)",
-}
-
-
-class ProgressLine(W.HBox):
-    """A bar and a line of words beside it: what is happening, how far, how long is left."""
-
-    def __init__(self) -> None:
-        self.bar = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(flex="1 1 160px", max_width="360px",
-                                                                          min_width="120px"))
-        self.bar.add_class("wb-progress")
-        self.label = W.HTML(layout=W.Layout(flex="1 1 260px", min_width="0"))
-        self.label.add_class("wb-status")
-        super().__init__([self.bar, self.label], layout=W.Layout(width="auto"))
-        self.add_class("wb-wrap-row")
-        self.add_class("wb-progress-line")
-
-    def show(self, words: str, done: int | None = None, total: int | None = None, eta_s: float | None = None,
-             style: str = "", css: str = "") -> None:
-        """`words` (escaped here; "{n}" is replaced by "done/total"), `done` of `total` as the bar, and
-        the time left when known."""
-        count = ""
-        if total is not None:
-            self.bar.max = max(int(total), 1)
-            self.bar.value = min(int(done or 0), self.bar.max)
-            count = f"{done or 0:,}/{total:,}"
-        self.bar.bar_style = style
-        words = words.replace("{n}", count)  # the count shows only where the words ask for it
-        eta = fmt_seconds(eta_s) if eta_s is not None else ""
-        tail = f" · about {eta} left" if eta and done != total else ""
-        self.label.value = f'<span class="wb-status-text {css}">{esc(words)}{esc(tail)}</span>'
-
-    def text(self) -> str:
-        import re
-
-        return html.unescape(re.sub(r"<[^>]+>", "", self.label.value)).strip()
-
-
 # A 1x1 transparent PNG: the static output's placeholder before the first epoch.
 BLANK_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -332,3 +348,7 @@ def errors_shown(box: MessageBox, what: str):
     except Exception as exc:
         box.show(f"Unexpected error ({type(exc).__name__}): {exc}")
         log.exception("%s failed", what)
+
+
+# The progress line and the busy line live in busy.py (they use esc and fmt_seconds above).
+from .busy import TASK_WORDS, BusyLine, ProgressLine, progress_words  # noqa: E402,F401

@@ -20,10 +20,21 @@ import traitlets
 from ..analysis.compare import Comparison, Run, compare, unique_names
 from ..plots import compare_confusion_figure, compare_curves_figure, png
 from ..train import runs as kernel_runs
-from .common import STYLE, MessageBox, guarded, table_html
+from .common import STYLE, BusyLine, MessageBox, esc, guarded, table_html
 from .gallery import ThumbnailCache, gallery_html
 
 RENDER_EVERY_S = 2.0  # during training, at most one re-render per this many seconds (always at fit end)
+# The figures are shown at their own pixel size (never scaled down where they fit), rendered at DPI
+# so their smallest text (8 pt ticks and annotations) is >= 11 px; one image per curve panel (350 px
+# wide), so narrow notebooks wrap panels instead of shrinking them.
+DPI = 100
+CURVE_PANELS = ("loss", "accuracy", "f1")
+CURVE_SIZE = (3.5, 2.7)  # inches: 350 x 270 px at DPI
+
+
+def confusion_size(runs: int) -> float:
+    """Inches per confusion matrix: two runs make a 740 px wide figure, more runs share that width."""
+    return min(3.4, 7.4 / runs)
 DIRECTIONS = (("right in A, wrong in B", "a_only"), ("wrong in A, right in B", "b_only"))
 
 
@@ -44,32 +55,45 @@ class CompareView(W.VBox):
         self._quiet = False
         self.comparison: Comparison | None = None
         self.message = MessageBox()
-        self.run_list = W.SelectMultiple(rows=5, description="runs", layout=W.Layout(width="420px"))
+        self.run_list = W.SelectMultiple(rows=5, description="runs",
+                                         layout=W.Layout(width="auto", flex="0 1 420px", min_width="0"))
         self.run_list.add_class("wb-compare-runs")
-        self.refresh_button = W.Button(description="Refresh", icon="refresh", tooltip="list this kernel's runs again")
-        self.hint = W.HTML('<span class="wb-muted">Pick two or more runs (Ctrl/Shift-click). Runs are named by '
-                           "the settings that differ.</span>")
-        self.curves = W.Image(format="png", layout=W.Layout(max_width="100%"))
-        self.curves.add_class("wb-compare-curves")
-        self.settings_table = W.HTML()
+        self.refresh_button = W.Button(description="Refresh", icon="refresh", tooltip="list this kernel's runs again",
+                                       layout=W.Layout(width="auto"))
+        self.hint = W.HTML(layout=W.Layout(flex="1 1 220px", min_width="0"))
+        self.hint.add_class("wb-compare-hint")
+        self.busy = BusyLine()
+        self.curves = W.HBox([W.Image(format="png", layout=W.Layout(width="auto", max_width="100%"))
+                              for _ in CURVE_PANELS], layout=W.Layout(width="auto"))
+        self.curves.add_class("wb-wrap-row")
+        for image in self.curves.children:
+            image.add_class("wb-compare-curves")
+        self.settings_table = W.HTML(layout=W.Layout(flex="1 1 260px", min_width="0"))
         self.settings_table.add_class("wb-compare-settings")
-        self.summary_table = W.HTML()
+        self.summary_table = W.HTML(layout=W.Layout(flex="1 1 360px", min_width="0"))
         self.per_class_table = W.HTML()
         self.per_class_table.add_class("wb-compare-per-class")
-        self.confusion = W.Image(format="png", layout=W.Layout(max_width="100%"))
-        self.a_pick = W.Dropdown(description="A", layout=W.Layout(width="320px"))
-        self.b_pick = W.Dropdown(description="B", layout=W.Layout(width="320px"))
-        self.direction = W.ToggleButtons(options=DIRECTIONS, value="a_only", style={"button_width": "170px"})
+        self.confusion = W.Image(format="png", layout=W.Layout(width="auto", max_width="100%"))
+        self.confusion.add_class("wb-compare-confusion")
+        self.a_pick, self.b_pick = (W.Dropdown(description=ab, style={"description_width": "initial"},
+                                               layout=W.Layout(width="auto", flex="0 1 320px", min_width="0"))
+                                    for ab in "AB")
+        self.direction = W.ToggleButtons(options=DIRECTIONS, value="a_only", style={"button_width": "auto"},
+                                         layout=W.Layout(width="auto"))
         self.gallery = W.HTML()
         self.gallery.add_class("wb-gallery-box")
+        choose = W.HBox([self.a_pick, self.b_pick, self.direction], layout=W.Layout(width="auto"))
+        choose.add_class("wb-wrap-row")
         self.details = W.Tab(children=[
             self.per_class_table, self.confusion,
-            W.VBox([W.HBox([self.a_pick, self.b_pick, self.direction]), self.gallery]),
-        ])  # fmt: skip
+            W.VBox([choose, self.gallery], layout=W.Layout(overflow="visible")),
+        ], layout=W.Layout(width="auto"))  # fmt: skip
         for i, title in enumerate(("Per-class F1", "Confusion", "Disagreements")):
             self.details.set_title(i, title)
-        self.body = W.VBox([self.curves, W.HBox([self.settings_table, self.summary_table],
-                                                layout=W.Layout(flex_flow="row wrap", grid_gap="24px")), self.details])
+        self.details.add_class("wb-subtabs")
+        tables = W.HBox([self.settings_table, self.summary_table], layout=W.Layout(width="auto"))
+        tables.add_class("wb-wrap-row")
+        self.body = W.VBox([self.curves, tables, self.details], layout=W.Layout(overflow="visible"))
         self.refresh_button.on_click(lambda _: self.refresh())
         self._quiet_list = False
         self.run_list.observe(lambda change: None if self._quiet_list else self.pick(*change["new"]), names="value")
@@ -77,8 +101,11 @@ class CompareView(W.VBox):
         self.b_pick.observe(lambda _: self._render_samples(), names="value")
         self.direction.observe(lambda _: self._render_samples(), names="value")
         self.observe(lambda _: self.render(), names="picked")
-        self.children = [W.HTML(STYLE), W.HBox([self.run_list, self.refresh_button, self.hint]), self.message, self.body]
+        top = W.HBox([self.run_list, self.refresh_button, self.hint], layout=W.Layout(width="auto"))
+        top.add_class("wb-wrap-row")
+        self.children = [W.HTML(STYLE), top, self.busy, self.message, self.body]
         self.add_class("wb-compare")
+        self.add_class("wb-view")
         self.refresh()
         if pick:
             self.pick(*pick)
@@ -101,6 +128,7 @@ class CompareView(W.VBox):
             self._quiet_list = False
         if kept != self.picked:
             self.picked = kept
+        self._say_what_to_do()
         return names
 
     @guarded()
@@ -139,32 +167,50 @@ class CompareView(W.VBox):
             self._subscribe()
             self.message.clear()
             sessions = [self._session(n) for n in self.picked]
+            self._say_what_to_do()
             if len(self.picked) < 2 or None in sessions:
                 self.comparison = None
                 self.body.layout.display = "none"
-                if len(self._refs) < 2:
-                    self.message.show(f"This kernel has {len(self._refs)} run(s). Train another one (e.g. a new "
-                                      "wb.Session with other settings), then press Refresh.", "info")
                 return
-            c = compare([Run.from_session(s, name=n) for s, n in zip(sessions, self.picked)])
-            self.comparison = c
-            self.body.layout.display = ""
-            self._last_render = time.monotonic()
-            self.curves.value = png(compare_curves_figure(c, panels=("loss", "accuracy", "f1"), size=(13, 3.2)))
-            self._render_tables(c)
-            evaluated = all(a is not None for a in c.analyses)
-            if evaluated:
-                self.confusion.value = png(compare_confusion_figure(c, size=3.4))
-            options = [(f"{n} ({lab})" if lab != n else n, n) for n, lab in zip(c.names, c.labels)]
-            a, b = self.a_pick.value, self.b_pick.value
-            self._quiet = True  # one gallery render below, not one per assignment
-            try:
-                self.a_pick.options, self.b_pick.options = options, options
-                self.a_pick.value = a if a in c.names else c.names[0]
-                self.b_pick.value = b if b in c.names and b != self.a_pick.value else c.names[1]
-            finally:
-                self._quiet = False
-            self._render_samples()
+            with self.busy.working(f"comparing {len(sessions)} runs: curves, settings, per-class scores and "
+                                   "confusion matrices"):
+                self._draw([Run.from_session(s, name=n) for s, n in zip(sessions, self.picked)])
+
+    def _draw(self, runs: list[Run]) -> None:
+        """Compare `runs` and draw every part: curves, tables, confusion matrices, the pickers."""
+        c = compare(runs)
+        self.comparison = c
+        self._last_render = time.monotonic()
+        for image, panel in zip(self.curves.children, CURVE_PANELS):
+            image.value = png(compare_curves_figure(c, panels=(panel,), size=CURVE_SIZE), dpi=DPI)
+        self._render_tables(c)
+        evaluated = all(a is not None for a in c.analyses)
+        if evaluated:
+            self.confusion.value = png(compare_confusion_figure(c, size=confusion_size(len(c.runs))), dpi=DPI)
+        options = [(f"{n} ({lab})" if lab != n else n, n) for n, lab in zip(c.names, c.labels)]
+        a, b = self.a_pick.value, self.b_pick.value
+        self._quiet = True  # one gallery render below, not one per assignment
+        try:
+            self.a_pick.options, self.b_pick.options = options, options
+            self.a_pick.value = a if a in c.names else c.names[0]
+            self.b_pick.value = b if b in c.names and b != self.a_pick.value else c.names[1]
+        finally:
+            self._quiet = False
+        self.body.layout.display = ""
+        self._render_samples()
+
+    def _say_what_to_do(self) -> None:
+        """The line above the list, from what is listed and picked now (never a stale count)."""
+        listed, picked = len(self.run_list.options), len(self.picked)
+        if listed < 2:
+            words = (f"This kernel has {listed} run{'s' if listed != 1 else ''}: train another one (e.g. a new "
+                     "wb.Session with other settings, or another backbone in the Model tab), then press Refresh.")
+        elif picked < 2:
+            words = (f"{listed} runs in this kernel: pick two or more (Ctrl/Shift-click) to compare them. Runs "
+                     "are named by the settings that differ.")
+        else:
+            words = f"Comparing {picked} of the {listed} runs in this kernel (Ctrl/Shift-click to change)."
+        self.hint.value = f'<span class="wb-muted">{esc(words)}</span>'
 
     def _render_tables(self, c: Comparison) -> None:
         rows = [[k, *c.settings.loc[k].tolist()] for k in c.settings.index]
@@ -175,7 +221,8 @@ class CompareView(W.VBox):
         summary = [[n, lab if lab != n else "", int(r.epochs), fmt(r.valid_loss), fmt(r.valid_accuracy),
                     fmt(r.valid_macro_f1), f"{r.seconds:.1f}"] for (n, r), lab in zip(s.iterrows(), c.labels)]
         self.summary_table.value = "<b>Last epoch</b>" + table_html(
-            ["run", "what differs", "epochs", "valid loss", "accuracy", "macro-F1", "seconds"], summary)
+            ["run", "what differs", "epochs", "valid loss", "accuracy", "macro-F1", "seconds"], summary, wrap=(1,),
+            optional=(2, 3, 6))
         if not all(a is not None for a in c.analyses):
             self.per_class_table.value = '<span class="wb-muted">Per-class scores need an evaluated epoch in every run.</span>'
             return
@@ -210,7 +257,7 @@ class CompareView(W.VBox):
     def _options(self) -> list[tuple[str, str]]:
         listed = [(n, self._session(n)) for n in self._refs]
         marks = {n: kernel_runs.status(s) for n, s in listed if s is not None}  # a sweep's "pruned after epoch 2"
-        return [(f"{n} · {s.model.name} · {s.epoch} epochs" + (f" · {marks[n]}" if marks[n] else ""), n)
+        return [(f"{n} · {s.model.name} · {s.epoch} epoch{'s' if s.epoch != 1 else ''}" + (f" · {marks[n]}" if marks[n] else ""), n)
                 for n, s in listed if s is not None]
 
     def _subscribe(self) -> None:

@@ -36,7 +36,6 @@ from ..validate import integer
 from .code import CodeCopy
 from .common import (
     STYLE,
-    TASK_WORDS,
     MessageBox,
     Painter,
     ProgressLine,
@@ -47,6 +46,7 @@ from .common import (
     fmt_seconds,
     guarded,
     log,
+    progress_words,
     start_worker,
     table_html,
 )
@@ -66,6 +66,7 @@ class TrainingDashboard(W.VBox):
         self._live: list[tuple[int, float]] = []  # (batch, loss) of the epoch in progress
         self._live_epoch = (0, 1)
         self._cache_s: dict[int, float] = {}  # epoch -> seconds its start spent computing cached features
+        self._from_disk: dict[int, bool] = {}  # epoch -> every split's features read from disk (train/disk_cache.py)
         self._last_batch: BatchEnd | None = None
         self._figure = plots.TrainingPlot()  # kept between renders: only its lines change
         self._render_lock = threading.Lock()
@@ -144,24 +145,29 @@ class TrainingDashboard(W.VBox):
     @guarded()
     def step(self) -> None:
         """Train one epoch in the background (the Step epoch button)."""
-        self._start(lambda: self._fit_words(self.session.fit(1, progress=False)))
+        self._start(lambda: self._fit_words(self.session.fit(1, progress=False)),
+                    f"starting epoch {self.session.epoch + 1}")
 
     @guarded()
     def train(self, epochs: int) -> None:
         """Train `epochs` epochs in the background (the Train N button)."""
         epochs = integer("epochs", epochs, low=1, hint="The number of epochs to train, e.g. dashboard.train(3).")
-        self._start(lambda: self._fit_words(self.session.fit(epochs, progress=False)))
+        self._start(lambda: self._fit_words(self.session.fit(epochs, progress=False)),
+                    f"starting {epochs} epoch{'s' if epochs != 1 else ''} (from epoch {self.session.epoch + 1})")
 
     @guarded()
     def fit_head(self) -> None:
         """Fit the head exactly on the cached features, in the background (session.fit_head())."""
-        self._start(lambda: self._fit_words([self.session.fit_head()]))
+        self._start(lambda: self._fit_words([self.session.fit_head()]),
+                    "fitting the head exactly: logistic regression on the cached features, its L2 strength "
+                    "chosen by cross-validation")
 
     @guarded()
     def find_lr(self, start: float = 1e-7, end: float = 10.0, steps: int = 100) -> None:
         """Run the LR range test in the background and show its curve with a "Use it" button."""
         check_range(start, end, steps)  # a bad range is refused here, before the thread starts
-        self._start(lambda: self._show_lr_finder(self.session.find_lr(start, end, steps, progress=False)))
+        self._start(lambda: self._show_lr_finder(self.session.find_lr(start, end, steps, progress=False)),
+                    f"LR range test: one training step at each of {steps} learning rates, weights restored after")
 
     @guarded()
     def use_suggested_lr(self) -> None:
@@ -209,12 +215,15 @@ class TrainingDashboard(W.VBox):
         return code
 
     # ---- background work --------------------------------------------------------------------------
-    def _start(self, job: Callable[[], str | None]) -> None:
+    def _start(self, job: Callable[[], str | None], words: str) -> None:
+        """Run `job` in the training thread; the progress line says `words` at once (a spinner until
+        the session's events give a count)."""
         if self.training:
             self.message.show("Training is already running: wait for it, or press Stop.", "info")
             return
         self.message.clear()
         self._set_running(True)
+        self.progress.show(words + "…", spin=True)
         self._thread = start_worker(self._work, job, name="workbench-train", stop=self.session.stop)
 
     def _work(self, job: Callable[[], str | None]) -> None:
@@ -258,12 +267,12 @@ class TrainingDashboard(W.VBox):
     def _on_fit_start(self, e: FitStart) -> None:
         self.painter.hold()
         self._last_batch = None
-        self.progress.show(f"starting epoch {e.first_epoch}…")
+        self.progress.show(f"starting epoch {e.first_epoch}…", spin=True)
 
     def _on_epoch_start(self, e: EpochStart) -> None:
         self._live, self._live_epoch = [], (e.epoch, e.num_batches)
         path = "cached features" if e.fast_path else "full forward"
-        self.progress.show(f"epoch {e.epoch}, {path}: batch {{n}}", 0, e.num_batches)
+        self.progress.show(f"epoch {e.epoch}, {path}: batch {{n}}", 0, e.num_batches, spin=True)
 
     def _on_batch(self, b: BatchEnd) -> None:
         self._last_batch = b
@@ -271,18 +280,19 @@ class TrainingDashboard(W.VBox):
         if self.session.paused:
             return  # the line says "paused" until Resume
         self.progress.show(f"epoch {b.epoch}: batch {{n}} · loss {b.loss:.4f} · {b.samples_per_s:,.0f} samples/s",
-                           b.batch, b.num_batches, b.eta_s)
+                           b.batch, b.num_batches, b.eta_s, spin=True)
         self.painter.request()
 
     def _on_progress(self, p: Progress) -> None:
-        words = TASK_WORDS.get(p.task, p.task)
-        if p.task.startswith("features") and p.done >= p.total:
+        if p.task.startswith(("features", "disk cache")) and p.done >= p.total:
             epoch = self.session.epoch + 1
             self._cache_s[epoch] = self._cache_s.get(epoch, 0.0) + p.elapsed_s
+            # one split computed (an entry that did not check out is rebuilt) and the epoch "computed"
+            self._from_disk[epoch] = self._from_disk.get(epoch, True) and p.task.startswith("disk cache")
         if self.session.paused:
             return
-        self.progress.show(words if "{n}" in words else words + ": {n}", p.done, p.total, p.eta_s,
-                           style="info" if p.task != "validation" else "")
+        self.progress.show(progress_words(p), p.done, p.total, p.eta_s,
+                           style="info" if p.task != "validation" else "", spin=True)
 
     def _on_epoch_end(self, r: EpochResult) -> None:
         self._live = []
@@ -308,8 +318,9 @@ class TrainingDashboard(W.VBox):
     def _result_words(self, r: EpochResult) -> str:
         valid = f"valid acc {r.valid_accuracy:.3f}, loss {r.valid_loss:.4f}" if r.valid_loss is not None else "not validated"
         cache = self._cache_s.get(r.epoch)
-        took = f"{fmt_seconds(r.epoch_time_s)}" + (f", of which {fmt_seconds(cache)} computing the cached features "
-                                                   "(once)" if cache else "")
+        how = ("reading the cached features from disk (computed by an earlier run or kernel)"
+               if self._from_disk.get(r.epoch) else "computing the cached features (once)")
+        took = f"{fmt_seconds(r.epoch_time_s)}" + (f", of which {fmt_seconds(cache)} {how}" if cache else "")
         stopped = f" · {r.stopped}" if r.stopped else ""
         return f"epoch {r.epoch} done: {valid} · took {took}{stopped}"
 
@@ -366,7 +377,7 @@ class TrainingDashboard(W.VBox):
                 for r in self.session.history[-last:]]
         header = ["epoch", "train loss", "valid loss", "valid acc", "macro-F1", "head LR", "blocks", "path", "time s",
                   "note"]
-        self.table.value = table_html(header, rows, wrap=(9,)) if rows else ""
+        self.table.value = table_html(header, rows, wrap=(9,), optional=(1, 5, 6, 7, 8)) if rows else ""
 
     def _note(self, r: EpochResult) -> str:
         if r.stopped:
@@ -374,6 +385,8 @@ class TrainingDashboard(W.VBox):
         if r.path_reason.startswith("exact head fit"):
             return "exact head fit"
         cache = self._cache_s.get(r.epoch)
+        if self._from_disk.get(r.epoch):
+            return f"features read from disk in {cache:.1f} s"
         return f"features cached in {cache:.1f} s" if cache else ""
 
     def _show_lr_finder(self, result) -> str:

@@ -8,8 +8,9 @@ Tab under the gallery and wires it with the explorer's public state:
   shows it here and selects this tab.
 - Label issues: reads `explorer.analysis` (the latest epoch's while the scrubber shows an earlier
   one: rankings need the current features); flags go into the explorer's flag list and CSV.
-- Map: reads the same analysis; its selection fills the explorer's gallery; a confusion-cell
-  click (`explorer.selected`) rings that cell's points. Drawn the first time its tab opens. A toggle
+- Map: reads the same analysis; a click or lasso shows its samples as cards below the map (the map
+  stays in view), with the explorer's Why / Flag / relabel; a confusion-cell click
+  (`explorer.selected`) rings that cell's points. Drawn the first time its tab opens. A toggle
   switches it to the training-dynamics data map of the train split (dynamics_map.py), whose lasso
   fills its own gallery of train cards.
 - Verify: the session's verify queue of train labels (verify.py).
@@ -59,7 +60,13 @@ def attach(explorer) -> W.Tab:
     explorer.why = WhyPanel(session)
     latest = latest_analysis(explorer)
     explorer.issues = LabelIssuesView(session, analysis=latest, on_flagged=explorer._show_flags)
-    explorer.data_map = DataMap(session, analysis=latest, show=explorer._show)
+
+    def map_card(click: dict) -> None:  # a map card's Why / Flag / relabel: the explorer's, then redraw
+        explorer._on_card(click)
+        explorer.data_map.refresh_cards()
+
+    explorer.data_map = DataMap(session, analysis=latest, on_card=map_card,
+                                flagged=lambda: {int(f["id"]) for f in explorer.flagged})
     dynamic = hasattr(session, "dynamics") and hasattr(session, "review")
     explorer.map_view = W.ToggleButtons(options=MAP_VIEWS if dynamic else MAP_VIEWS[:1], value="features",
                                         style={"button_width": "auto"})

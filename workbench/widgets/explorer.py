@@ -25,7 +25,7 @@ from matplotlib.colors import to_hex
 from ..analysis import ErrorAnalysis
 from ..plots import rank_by_confusion
 from ..validate import whole
-from .common import STYLE, MessageBox, Painter, esc, guarded, table_html
+from .common import STYLE, MessageBox, Painter, esc, guarded, readable_on, table_html
 from .gallery import CardGallery, ThumbnailCache, gallery_html
 
 MAX_CELLS = 12  # classes shown in the matrix before it collapses to those in the most confusion
@@ -65,10 +65,14 @@ class ErrorExplorer(W.VBox):
         n = min(k, max_cells)
         cell = f"{_cell_px(n)}px"
         self._shown: list[int] = list(range(n))  # class index at each matrix position
-        self._col_labels = [W.HTML(layout=W.Layout(width="auto")) for _ in range(n)]
-        self._row_labels = [W.HTML(layout=W.Layout(width="auto")) for _ in range(n)]
-        self._cells = [[W.Button(layout=W.Layout(width=cell, height="30px", padding="0", margin="0")) for _ in range(n)]
-                       for _ in range(n)]
+        # One Layout shared by all cells and one by all labels (they never change): each widget
+        # model is one more state a reloaded page must fetch before it can draw the Workbench
+        # (docs/ARCHITECTURE.md, "Rendering": reloads). Columns shrink to 26 px on a narrow notebook.
+        label_layout = W.Layout(width="auto")
+        cell_layout = W.Layout(width="auto", height="30px", padding="0", margin="0", min_width="0")
+        self._col_labels = [W.HTML(layout=label_layout) for _ in range(n)]
+        self._row_labels = [W.HTML(layout=label_layout) for _ in range(n)]
+        self._cells = [[W.Button(layout=cell_layout) for _ in range(n)] for _ in range(n)]
         grid: list[W.Widget] = [W.HTML('<span class="wb-muted">true ↓ pred →</span>', layout=W.Layout(width="auto")),
                                 *self._col_labels]
         for r in range(n):
@@ -76,8 +80,9 @@ class ErrorExplorer(W.VBox):
             for c in range(n):
                 self._cells[r][c].on_click(lambda _, r=r, c=c: self.select(self._shown[r], self._shown[c]))
                 grid.append(self._cells[r][c])
+        columns = f"max-content repeat({n}, minmax(26px, {cell}))"
         self.matrix = W.GridBox(grid, layout=W.Layout(grid_gap="2px", overflow="visible", width="auto",
-                                                      grid_template_columns=f"max-content repeat({n}, {cell})"))
+                                                      grid_template_columns=columns))
         self.matrix.add_class("wb-matrix")
         self.gallery = CardGallery()
         self.gallery.add_class("wb-gallery-box")
@@ -88,7 +93,7 @@ class ErrorExplorer(W.VBox):
         for n_, b in enumerate(self._pair_buttons):
             b.on_click(lambda _, n_=n_: self.select(*self._pair_of[n_]))
         self.pairs = W.VBox(self._pair_buttons, layout=W.Layout(width="auto", overflow="visible"))
-        header_cells = [W.HTML(f"<b>{h}</b>", layout=W.Layout(width="auto"))
+        header_cells = [W.HTML(f"<b>{h}</b>", layout=label_layout)
                         for h in ("class", "precision", "recall", "F1", "support")]
         self._class_rows: list[list[W.Label]] = []
         rows: list[W.Widget] = []
@@ -96,7 +101,7 @@ class ErrorExplorer(W.VBox):
             b = W.Button(description=_short(str(name), 18), tooltip=f"errors of class {name}",
                          layout=W.Layout(width="auto", max_width="180px"))
             b.on_click(lambda _, i=i: self.show_class_errors(i))
-            labels = [W.Label(layout=W.Layout(width="auto")) for _ in range(4)]
+            labels = [W.Label(layout=label_layout) for _ in range(4)]
             self._class_rows.append(labels)
             rows += [b, *labels]
         self.per_class = W.GridBox(header_cells + rows, layout=W.Layout(
@@ -339,8 +344,9 @@ class ErrorExplorer(W.VBox):
             for c, j in enumerate(self._shown):
                 b, v = self._cells[r][c], float(values[i, j])
                 b.description = f"{rate[i, j]:.0%}" if self.mode.value == "rate" else str(cm[i, j])
-                b.style.button_color = to_hex((blues if i == j else reds)[i, j]) if cm[i, j] else "#ffffff"
-                b.style.text_color = "white" if v > 0.55 else "black"
+                cmap = blues if i == j else reds  # correct in blue, errors in red
+                b.style.button_color = to_hex(cmap(0.08 + 0.8 * v)) if cm[i, j] else "#ffffff"
+                b.style.text_color = readable_on(b.style.button_color)
 
     # ---- side panels -----------------------------------------------------------------------------
     def _update_side(self) -> None:

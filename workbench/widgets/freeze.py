@@ -49,13 +49,13 @@ class FreezePanel(W.VBox):
         grid = [W.HTML("<b>block</b>"), W.HTML("<b>parameters</b>"), W.HTML("<b>learning rate</b>")]
         for block in session.model.blocks:
             box = W.Checkbox(value=block.trainable, description=block.name, indent=False,
-                             layout=W.Layout(width="auto"))
+                             layout=W.Layout(width="auto", min_width="0"))
             box.add_class(f"wb-block-{_css(block.name)}")
             lr = W.Label(layout=W.Layout(width="auto"))
             box.observe(lambda change, name=block.name: self._on_toggle(name, change["new"]), names="value")
             self.rows[block.name] = (box, lr)
             grid += [box, W.Label(fmt_params(block.params), layout=W.Layout(width="auto")), lr]
-        self.table = W.GridBox(grid, layout=W.Layout(grid_template_columns="max-content max-content max-content",
+        self.table = W.GridBox(grid, layout=W.Layout(grid_template_columns="minmax(0, max-content) max-content max-content",
                                                      grid_gap="0 18px", overflow="visible", width="auto"))
         self.table.add_class("wb-blocks")
         self.summary = W.HTML()

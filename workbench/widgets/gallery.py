@@ -27,20 +27,20 @@ PREVIEW_CHARS = 220  # a text card shows this much until clicked
 RELABEL_MAX_CLASSES = 60  # beyond this a card offers no relabel list (a method does it)
 GALLERY_STYLE = """<style>
 .wb-gallery {display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start}
-.wb-item {margin: 0; padding: 5px; border: 1px solid #d0d0d0; border-radius: 4px; width: 140px;
+.wb-item {margin: 0; padding: 5px; border: 1px solid var(--jp-border-color1, #bdbdbd); border-radius: 4px; width: 140px;
   font-size: 14px; line-height: 1.4; box-sizing: border-box}
-.wb-item img {width: 128px; height: 128px; object-fit: contain; image-rendering: pixelated; background: #fafafa;
+.wb-item img {width: 128px; height: 128px; object-fit: contain; image-rendering: pixelated; background: var(--jp-layout-color2, #eee);
   display: block}
-.wb-item.wb-wrong, .wb-card-text.wb-wrong {border-color: #e57373}
-.wb-card-text {flex: 1 1 300px; max-width: 460px; min-width: 0; padding: 8px; border: 1px solid #d0d0d0;
+.wb-item.wb-wrong, .wb-card-text.wb-wrong {border-color: var(--jp-error-color2, #e57373)}
+.wb-card-text {flex: 1 1 300px; max-width: 460px; min-width: 0; padding: 8px; border: 1px solid var(--jp-border-color1, #bdbdbd);
   border-radius: 4px; font-size: 14px; line-height: 1.45; box-sizing: border-box}
 .wb-snippet {white-space: pre-wrap; overflow-wrap: anywhere; font-size: 14px; line-height: 1.45}
 .wb-snippet summary {list-style: none; cursor: pointer}
 .wb-snippet summary::-webkit-details-marker {display: none}
 .wb-snippet details[open] .wb-preview {display: none}
 .wb-snippet details:not([open]) .wb-less {display: none}
-.wb-more, .wb-less {color: #1565c0; white-space: nowrap}
-.wb-meta {color: #424242; margin-top: 4px; line-height: 1.35; font-size: 14px; overflow-wrap: anywhere}
+.wb-more, .wb-less {color: var(--jp-content-link-color, #0d47a1); white-space: nowrap}
+.wb-meta {color: var(--jp-content-font-color2, rgba(0,0,0,.54)); margin-top: 4px; line-height: 1.35; font-size: 14px; overflow-wrap: anywhere}
 .wb-flagged {outline: 3px solid #ff9800}
 .wb-actions {display: flex; flex-wrap: wrap; gap: 4px; margin-top: 4px}
 .wb-actions button, .wb-actions select {font-size: 13px; padding: 1px 6px; max-width: 100%; cursor: pointer}

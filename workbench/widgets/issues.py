@@ -21,7 +21,7 @@ import ipywidgets as W
 from ..analysis import ErrorAnalysis
 from ..analysis.label_issues import write_csv
 from ..validate import integer
-from .common import STYLE, MessageBox, esc, guarded, table_html
+from .common import STYLE, BusyLine, MessageBox, esc, guarded, table_html
 from .gallery import GALLERY_STYLE, CardGallery, ThumbnailCache, snippet_html
 from .train_cards import handle_card, train_cards_html
 
@@ -41,12 +41,15 @@ class LabelIssuesView(W.VBox):
         self.split = W.ToggleButtons(options=[("valid", "valid"), ("train", "train")], value="valid",
                                      tooltips=["the model's own probabilities", "cross-validated logistic regression"],
                                      style={"button_width": "70px"})
-        self.rank_button = W.Button(description="Rank", icon="sort-amount-asc", button_style="primary")
+        self.rank_button = W.Button(description="Rank", icon="sort-amount-asc", button_style="primary",
+                                    layout=W.Layout(width="auto"))
         self.flag_count = W.BoundedIntText(value=10, min=1, max=500, description="top", layout=W.Layout(width="130px"))
-        self.flag_button = W.Button(description="Flag top N", icon="flag", button_style="warning",
+        self.flag_button = W.Button(description="Flag top N", icon="flag", layout=W.Layout(width="auto"),
                                     tooltip="valid: the explorer's flags; train: the session's verify queue")
-        self.csv_path = W.Text(value="label_issues.csv", description="CSV", layout=W.Layout(width="260px"))
-        self.csv_button = W.Button(description="Export ranking", icon="download")
+        self.csv_path = W.Text(value="label_issues.csv", description="CSV",
+                               layout=W.Layout(width="auto", flex="0 1 260px", min_width="160px"))
+        self.csv_button = W.Button(description="Export ranking", icon="download", layout=W.Layout(width="auto"))
+        self.busy = BusyLine(session)
         self.summary = W.HTML()
         self.table = W.HTML()
         self.gallery = W.HTML()
@@ -60,13 +63,15 @@ class LabelIssuesView(W.VBox):
         self.rank_button.on_click(lambda _: self.rank(self.split.value))
         self.flag_button.on_click(lambda _: self.flag_top(self.flag_count.value))
         self.csv_button.on_click(lambda _: self.export(self.csv_path.value))
+        rows = [W.HBox([self.split, self.rank_button]), W.HBox([self.flag_count, self.flag_button]),
+                W.HBox([self.csv_path, self.csv_button])]
+        for row in rows:
+            row.add_class("wb-wrap-row")
         self.children = [
             W.HTML(STYLE + '<div class="wb-muted">Samples whose given label disagrees most with what the model (valid) '
                    "or a cross-validated classifier on the same features (train) expects, ranked by cleanlab's "
                    "confident learning. Review them; nothing is changed automatically.</div>"),
-            W.HBox([self.split, self.rank_button]), W.HBox([self.flag_count, self.flag_button]),
-            W.HBox([self.csv_path, self.csv_button]), self.message, self.summary, self.table, self.gallery,
-            self.train_gallery,
+            *rows, self.busy, self.message, self.summary, self.table, self.gallery, self.train_gallery,
         ]
         self.add_class("wb-issues")
         session.on("fit_end", lambda _: self._clear())
@@ -77,8 +82,13 @@ class LabelIssuesView(W.VBox):
         analysis = self._need()
         dynamics = getattr(self.session, "dynamics", None)  # a stand-in session (a replayed run) has none
         if split == "train" and dynamics is not None and dynamics.epochs:
-            return self._rank_combined(analysis)
-        table = analysis.label_issues(split)
+            with self.busy.working("ranking the train labels by cleanlab, AUM and hard-to-learn together "
+                                   "(cross-validated logistic regression on the cached features: seconds)", self.session):
+                return self._rank_combined(analysis)
+        how = ("the model's own probabilities" if split == "valid" else
+               "5-fold cross-validated logistic regression on the cached features, a few seconds")
+        with self.busy.working(f"ranking the {split} labels with cleanlab ({how})", self.session):
+            table = analysis.label_issues(split)
         self.split.value = split
         self.ranking, self.ranked_split = table, split
         issues = int(table["issue"].sum())
@@ -87,7 +97,7 @@ class LabelIssuesView(W.VBox):
         head = table.head(SHOWN)
         self.table.value = table_html(["rank", "id", "given", "suggested", "quality", "p(given)", "issue"], [
             [r.rank, r.id, r.given_label, r.suggested_label, f"{r.label_quality:.3f}", f"{r.p_given:.2f}",
-             "yes" if r.issue else ""] for r in head.itertuples()])
+             "yes" if r.issue else ""] for r in head.itertuples()], optional=(4, 6))
         self.gallery.value = self._gallery(head, split)
         self.train_gallery.html = ""
         self.message.clear()
@@ -116,8 +126,8 @@ class LabelIssuesView(W.VBox):
     def flag_top(self, n: int = 10) -> list[int]:
         """Flag the top n validation label issues in the explorer's list (a note says why)."""
         analysis = self._need()
+        n = integer("n", n, low=1, hint="Flag the top n: a whole number such as 10.")
         if self.split.value == "train":
-            n = integer("n", n, low=1, hint="Flag the top n: a whole number such as 10.")
             table = self.ranking if self.ranking is not None and self.ranked_split == "train" else self.rank("train")
             if table is None:  # rank() showed why
                 return []
@@ -126,7 +136,8 @@ class LabelIssuesView(W.VBox):
             self.message.show(f"Flagged {len(ids)} train samples in the verify queue (the Verify tab; export it there).",
                               "ok")
             return ids
-        ids = analysis.flag_label_issues(n=n)  # checked there: a whole number >= 1
+        with self.busy.working(f"flagging the top {n} validation label issues", self.session):
+            ids = analysis.flag_label_issues(n=n)
         self._on_flagged()
         self.message.show(f"Flagged {len(ids)} validation samples for review (see Flagged; Export writes the CSV).", "ok")
         return ids
@@ -136,7 +147,8 @@ class LabelIssuesView(W.VBox):
         """Write the ranking shown as CSV (formula-looking cells neutralised)."""
         if self.ranking is None:
             self.rank(self.split.value)
-        out = write_csv(self.ranking, path)
+        with self.busy.working(f"writing {len(self.ranking):,} ranked samples to {path}"):
+            out = write_csv(self.ranking, path)
         self.message.show(f"Wrote {len(self.ranking)} ranked samples to {out.resolve()}", "ok")
         return out
 

@@ -33,6 +33,7 @@ class BackbonePicker(W.VBox):
         self.model = None
         self._callbacks: list[Callable] = []
         self._thread: threading.Thread | None = None
+        self._phase = ""  # what loading is doing now, in words (the progress line shows it)
         self.names = list_backbones(self.kind)
         default = DEFAULTS.get(self.kind or "", self.names[0])
         self.available: dict[str, bool] = {}  # name -> can pretrained=True load now (filled in the background)
@@ -72,7 +73,8 @@ class BackbonePicker(W.VBox):
 
     # ---- public twins -------------------------------------------------------------------------
     def on_load(self, fn: Callable) -> None:
-        """Call fn(model) when a load succeeds (in the loading thread: assign traits only)."""
+        """Call fn(model) when a load succeeds (in the loading thread: assign traits only); a string
+        it returns is added to the "Loaded" message."""
         self._callbacks.append(fn)
 
     @guarded()
@@ -83,8 +85,12 @@ class BackbonePicker(W.VBox):
             return
         self.load_button.disabled = True
         self.message.clear()
+        weights = "reading its pretrained weights" if self.pretrained.value else "with random weights"
+        self._phase = f"loading {self.name.value}: building the model and {weights}"
+        self.progress.layout.display = ""
+        self.progress.show(self._phase + "…", spin=True)  # at once, before the threads start
         self._thread = start_worker(self._load, name="workbench-load")
-        start_worker(self._tick, self._thread, self.name.value, name="workbench-load-progress")
+        start_worker(self._tick, self._thread, name="workbench-load-progress")
 
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -99,14 +105,11 @@ class BackbonePicker(W.VBox):
     def _kind_of(self, name: str) -> str:
         return self.kind or ("text" if name in list_backbones("text") else "image")
 
-    def _tick(self, thread: threading.Thread, name: str) -> None:
+    def _tick(self, thread: threading.Thread) -> None:
         """While `thread` loads: what is happening and for how long (load_backbone reports no steps)."""
         start = time.perf_counter()
-        weights = "reading its pretrained weights" if self.pretrained.value else "with random weights"
-        self.progress.layout.display = ""
         while thread.is_alive():
-            self.progress.show(f"loading {name}: building the model and {weights}… "
-                               f"{time.perf_counter() - start:.0f} s", style="info")
+            self.progress.show(f"{self._phase}… {time.perf_counter() - start:.0f} s", spin=True)
             thread.join(0.5)
         self.progress.layout.display = "none"
 
@@ -115,10 +118,11 @@ class BackbonePicker(W.VBox):
             model = load_backbone(self.name.value, self.classes.value, pretrained=self.pretrained.value,
                                   **self._options())
             self.model = model
+            self._phase = f"{model.name} loaded: setting up its run"
+            said = [fn(model) for fn in self._callbacks]  # e.g. the Workbench builds its tabs: seconds
+            after = "".join(f" {s}" for s in said if isinstance(s, str))
             self.message.show(f"Loaded {model.name}: {model.weights}. {len(model.blocks)} blocks, "
-                              f"{fmt_params(sum(b.params for b in model.blocks))} parameters.", "ok")
-            for fn in self._callbacks:
-                fn(model)
+                              f"{fmt_params(sum(b.params for b in model.blocks))} parameters.{after}", "ok")
         except WorkbenchError as exc:
             self.message.show(str(exc))
         except Exception as exc:

@@ -82,7 +82,8 @@ function render({ model, el }) {
     const t0 = performance.now();
     const dpr = window.devicePixelRatio || 1;
     canvas.width = W() * dpr; canvas.height = H() * dpr;
-    canvas.style.width = W() + "px"; canvas.style.height = H() + "px";
+    // at most as wide as its box (a narrow notebook): scaled down, pointers scaled back in pos()
+    canvas.style.width = W() + "px"; canvas.style.maxWidth = "100%"; canvas.style.height = "auto";
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W(), H());
     ctx.strokeStyle = "#ddd"; ctx.strokeRect(0.5, 0.5, W() - 1, H() - 1);
@@ -143,7 +144,10 @@ function render({ model, el }) {
     model.set("lasso", polygon);
     model.save_changes();
   }
-  const pos = (e) => { const b = canvas.getBoundingClientRect(); return [e.clientX - b.left, e.clientY - b.top]; };
+  const pos = (e) => {  // in drawing px: the canvas may be shown smaller than W() x H()
+    const b = canvas.getBoundingClientRect(), k = b.width ? W() / b.width : 1;
+    return [(e.clientX - b.left) * k, (e.clientY - b.top) * k];
+  };
   canvas.addEventListener("pointerdown", (e) => { lasso = [pos(e)]; canvas.setPointerCapture(e.pointerId); });
   canvas.addEventListener("pointermove", (e) => { if (lasso) { lasso.push(pos(e)); draw(); } });
   canvas.addEventListener("pointerup", (e) => {

@@ -15,7 +15,7 @@ import traitlets
 
 from ..analysis import ErrorAnalysis, explain_many
 from ..plots import image_png, overlay, tokens_html
-from .common import STYLE, MessageBox, Painter, esc, guarded
+from .common import STYLE, BusyLine, MessageBox, Painter, esc, guarded
 from .gallery import GALLERY_STYLE, ThumbnailCache, snippet_html
 
 NEIGHBOURS = 8
@@ -40,7 +40,8 @@ class WhyPanel(W.VBox):
         self.neighbours = None  # the DataFrame shown
         self._thumbs = ThumbnailCache(self.data, split="train") if self.data.kind == "image" else None
         self._stale = False
-        self.children = [W.HTML(STYLE), self.title, self.message, self.attributions, self.neighbour_box]
+        self.busy = BusyLine(session)  # the first Why? computes the train features: seconds, said at once
+        self.children = [W.HTML(STYLE), self.title, self.busy, self.message, self.attributions, self.neighbour_box]
         self.add_class("wb-why")
         # recomputing an explanation takes seconds: after a run, and only while the panel is shown
         self.painter = Painter(self._refresh_after_fit, interval=0.0, budget=1.0)
@@ -56,9 +57,14 @@ class WhyPanel(W.VBox):
         if not hasattr(self.session, "model"):  # a stand-in holding predictions only (replays, tests)
             self.message.show("This view holds predictions only, no model to explain.", "info")
             return
-        pair = explain_many(self.session, [index, index], ["true", "pred"])  # validates first: an int, never coerced
-        analysis = ErrorAnalysis.from_session(self.session)
-        table = analysis.neighbours(index, k=self.k)
+        method = ("Grad-CAM (where in the image)" if self.data.kind == "image"
+                  else "token attributions (integrated gradients)")
+        with self.busy.working(f"Why #{index}: {method} toward the true and the predicted class", self.session):
+            pair = explain_many(self.session, [index, index], ["true", "pred"])  # validates first: an int, never coerced
+            self.busy.start(f"Why #{index}: the nearest training samples, by cosine on the features the "
+                            "head sees")
+            analysis = ErrorAnalysis.from_session(self.session)
+            table = analysis.neighbours(index, k=self.k)
         self.message.clear()
         self._stale = False
         self.explained, self.neighbours = pair, table
@@ -85,7 +91,7 @@ class WhyPanel(W.VBox):
             parts.append(f'<div class="wb-why-one">{head}{body}</div>')
         self.attributions.value = (
             "<style>.wb-why-pair{display:flex;gap:16px;flex-wrap:wrap}.wb-why-one{max-width:460px}"
-            ".wb-why-img{image-rendering:pixelated;border:1px solid #ddd}.wb-why-text{font-size:13px}</style>"
+            ".wb-why-img{image-rendering:pixelated;border:1px solid var(--jp-border-color1,#bdbdbd)}.wb-why-text{font-size:13px}</style>"
             f'<div class="wb-why-pair">{"".join(parts)}</div>')
         self.neighbour_box.value = self._neighbours_html(table)
 

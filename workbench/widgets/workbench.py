@@ -6,7 +6,7 @@ import ipywidgets as W
 
 from ..train.session import Session
 from .choose import ChooseView
-from .common import STYLE, MessageBox, StaticSnapshot, display_with_snapshot, guarded
+from .common import STYLE, MessageBox, StaticSnapshot, close_tree, display_with_snapshot, guarded
 from .compare import CompareView
 from .dashboard import TrainingDashboard
 from .explorer import ErrorExplorer
@@ -19,8 +19,9 @@ TABS = ("Model", "Freeze", "Train", "Errors", "Compare")
 class Workbench(W.VBox):
     """`Workbench(session)`, or `Workbench(data)` to start by picking a backbone.
 
-    Loading another backbone in the Model tab starts a new Session (the old one is untouched
-    and stays in `previous_sessions`).
+    Loading another backbone in the Model tab starts a new Session (the old one is untouched,
+    stays in `previous_sessions` and in the Compare tab, and the message says so); the view moves
+    to the Freeze tab only if the person is still on the Model tab when the load ends.
     """
 
     def __init__(self, source, **session_settings) -> None:
@@ -42,7 +43,13 @@ class Workbench(W.VBox):
         self.dashboard: TrainingDashboard | None = None
         self.explorer: ErrorExplorer | None = None
         self.compare = CompareView()  # this kernel's runs; listed again whenever its tab opens
-        self.tabs = W.Tab(children=[self.model_tab] + [_placeholder("Load a backbone in the Model tab first.")] * 3 + [self.compare])
+        # The Freeze, Train and Errors tabs are fixed boxes whose content changes with the session: a
+        # Tab whose children change resets its selection in the page (the view's new tabs arrive one by
+        # one and Lumino selects the first), which moved the person to the Model tab.
+        self._slots = [W.VBox([_placeholder("Load a backbone in the Model tab first.")],
+                              layout=W.Layout(width="auto", overflow="visible"))
+                       for _ in range(3)]
+        self.tabs = W.Tab(children=[self.model_tab, *self._slots, self.compare])
         self.tabs.observe(lambda c: self.compare.refresh() if c["new"] == TABS.index("Compare") else None, names="selected_index")
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
@@ -63,13 +70,23 @@ class Workbench(W.VBox):
         display_with_snapshot(self, self.snapshot)
 
     @guarded()
-    def _use_model(self, model) -> None:
-        if self.session is not None:
-            if self.session.running:
-                self.session.stop()
-            self.previous_sessions.append(self.session)
+    def _use_model(self, model) -> str:
+        """A new run on `model`; the previous one is kept (Compare lists it). The view moves to the
+        Freeze tab only if the person is still on the Model tab: a tab they chose meanwhile stays."""
+        previous, stopped = self.session, ""
+        if previous is not None:
+            if previous.running:
+                previous.stop()
+                stopped = ", its training stopped after the current batch"
+            self.previous_sessions.append(previous)
         self._attach(Session(self.data, model, **self.session_settings))
-        self.tabs.selected_index = 1
+        if self.tabs.selected_index == TABS.index("Model"):
+            self.tabs.selected_index = TABS.index("Freeze")
+        if previous is None:
+            return f"Its run '{self.session.name}' is in the Freeze, Train and Errors tabs."
+        return (f"A new run '{self.session.name}' is in the Freeze, Train and Errors tabs; the previous run "
+                f"'{previous.name}' ({previous.epoch} epoch{'s' if previous.epoch != 1 else ''}{stopped}) is kept: "
+                "compare them in the Compare tab.")
 
     @guarded()
     def _use_session(self, session: Session) -> None:
@@ -85,9 +102,10 @@ class Workbench(W.VBox):
         self.freeze_panel = FreezePanel(session)
         self.dashboard = TrainingDashboard(session, snapshot=self.snapshot)
         self.explorer = ErrorExplorer(session)
-        self.tabs.children = [self.model_tab, self.freeze_panel, self.dashboard, self.explorer, self.compare]
-        for i, title in enumerate(TABS):
-            self.tabs.set_title(i, title)
+        for slot, view in zip(self._slots, (self.freeze_panel, self.dashboard, self.explorer)):
+            replaced, slot.children = slot.children, [view]
+            for old in replaced:  # the previous run's views (its session stays, in Compare)
+                close_tree(old)
         self._shown()
 
     def _shown(self) -> None:
