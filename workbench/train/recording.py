@@ -90,4 +90,18 @@ def to_code(recording: list[dict[str, Any]]) -> str:
             lines.append(f"session.find_lr(start={step['start']!r}, end={step['end']!r}, steps={step['steps']})  # restores the weights")
         elif op == "fit_head":
             lines.append(f"session.fit_head({'' if step.get('C') is None else 'C=' + _value(step['C'])})")
+        elif op == "distil":
+            lines.extend(distil_code(step))
     return "\n".join(lines) + "\n"
+
+
+def distil_code(step: dict[str, Any]) -> list[str]:
+    """`session = session.distil(...).student`: the student, trained on the teacher's logits, becomes
+    the session the lines after it change (train/distil.py)."""
+    build = model_code(step["model"], step["model_name"]).replace("model = ", "student_model = ", 1)
+    kwargs = {"temperature": step["temperature"], "alpha": step["alpha"], "epochs": step["epochs"],
+              "freeze": step["freeze"], "name": step["name"], **step.get("settings", {})}
+    args = ", ".join(f"{k}={_freeze(v) if k == 'freeze' else _value(v)}" for k, v in kwargs.items())
+    stop = f", stop_at={tuple(step['stop_at'])!r}" if step.get("stop_at") else ""
+    note = "  # " + " ".join(str(step["stopped"]).split()) if step.get("stopped") else ""  # one comment line
+    return [build, f"session = session.distil(student_model, {args}{stop}).student{note}"]
