@@ -356,7 +356,12 @@ def load_exported(folder, module: nn.Module | None = None, backend: str = "torch
         return Predictor(None, meta, tokenizer, ort.InferenceSession(str(root / "model.onnx")))
     if backend != "torch":
         raise ConfigError(f"backend={backend!r} is unknown: use 'torch' or 'onnx'.")
-    return Predictor(formats.load_native(root, meta, module), meta, tokenizer)
+    loaded = formats.load_native(root, meta, module)
+    if meta.get("quantized"):  # an int8 export (models/compress.py): the float model, quantized, its int8 state
+        from .compress import load_quantized
+
+        loaded = load_quantized(root, meta, loaded)
+    return Predictor(loaded, meta, tokenizer)
 
 
 def cpu_copy(module: nn.Module) -> nn.Module:
