@@ -1,7 +1,8 @@
 """Compress a fine-tuned model for the CPU: dynamic int8 quantization or magnitude pruning.
 
 - method="int8": torch's own dynamic quantization (`torch.ao.quantization.quantize_dynamic`): every
-  `nn.Linear` gets int8 weights, and its inputs are quantized batch by batch at run time. torch 2.x
+  `nn.Linear` gets int8 weights (one scale per output channel), and its inputs are quantized batch by
+  batch at run time. torch 2.x
   marks `torch.ao.quantization` deprecated in favour of torchao's `quantize_` (whose int8 CPU kernels
   pay off under torch.compile); the eager API still works in torch 2.14, needs no other package and
   is what ran here (its deprecation warnings are silenced). Transformers are mostly Linear layers,
@@ -52,8 +53,13 @@ def _quiet_quantization():
 
 def quantize_int8(module: nn.Module) -> nn.Module:
     """Dynamic int8 quantization of every nn.Linear of `module` (a float32 CPU module, changed in place)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    # per output channel: one scale per row of each weight. On MiniLM / Rotten Tomatoes the per-tensor
+    # default flipped 11.5% of valid predictions (accuracy -0.012), per channel 6.5% (+0.015), at the same speed.
     with _quiet_quantization():
-        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig},
+                                                      dtype=torch.qint8, inplace=True)
 
 
 def prunable(module: nn.Module) -> list[tuple[nn.Module, str]]:

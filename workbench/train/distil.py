@@ -178,6 +178,20 @@ def student_model(teacher: Session, student_backbone: Any, pretrained: bool = Tr
     return model
 
 
+def check_stop_at(stop_at: Any, epochs: int) -> tuple[int, int | None]:
+    """(epochs to run, batches of the last one or None) for stop_at=(epoch, batch) or None."""
+    if stop_at is None:
+        return epochs, None
+    if not isinstance(stop_at, (tuple, list)) or len(stop_at) != 2:
+        raise ConfigError(f"stop_at must be (epoch, batch), e.g. (2, 10); got {stop_at!r}.")
+    epoch = integer("stop_at epoch", stop_at[0], low=1, hint="stop_at=(epoch, batch).")
+    batch = integer("stop_at batch", stop_at[1], low=0, hint="stop_at=(epoch, batch).")
+    if epoch > epochs:
+        raise ConfigError(f"stop_at epoch {epoch} is beyond the run's {epochs} epochs; pass stop_at=(epoch, batch) "
+                          f"with epoch <= {epochs}.")
+    return epoch, batch
+
+
 class Distillation:
     """A distillation run: the teacher, the student Session and, once `run()` ended, what it measured.
 
@@ -231,12 +245,7 @@ class Distillation:
         teacher, student = self.teacher, self.student
         if student.history or student.running:
             raise ConfigError("This distillation has already run; prepare a new one (teacher.distil(...)).")
-        epochs, stop_after = self.epochs, None
-        if stop_at is not None:
-            epochs = integer("stop_at epoch", stop_at[0], low=1, hint="(epoch, batch) to stop at.")
-            stop_after = integer("stop_at batch", stop_at[1], low=0, hint="(epoch, batch) to stop at.")
-            if epochs > self.epochs:
-                raise ConfigError(f"stop_at epoch {epochs} is beyond the run's {self.epochs} epochs.")
+        epochs, stop_after = check_stop_at(stop_at, self.epochs)
         teacher.control.acquire(f"teaching {student.name!r}")
         recording = copy.deepcopy(teacher.recording)
         modes = [(m, m.training) for m in teacher.model.module.modules()]

@@ -78,8 +78,9 @@ class StateMixin:
         """Train a student (a wb.Model, or a backbone name built at this session's input size) on this
         session's logits (knowledge distillation, train/distil.py) and measure it against this one.
         Returns a Distillation: `.student` (a new Session), accuracy, agreement, KL, parameters, latency."""
-        from .distil import Distillation
+        from .distil import Distillation, check_stop_at
 
+        check_stop_at(stop_at, epochs if isinstance(epochs, int) else 1)
         run = Distillation.prepare(self, student_backbone, temperature=temperature, alpha=alpha, epochs=epochs,
                                    freeze=freeze, name=name, pretrained=pretrained, **settings)
         return run.run(progress=progress, stop_at=stop_at)
