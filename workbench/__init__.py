@@ -68,6 +68,9 @@ _LAZY = {
     "LabelIssuesView": "workbench.widgets.issues",
     "DataMap": "workbench.widgets.datamap",
     "CompareView": "workbench.widgets.compare",
+    "Distillation": "workbench.train.distil",
+    "Compressed": "workbench.models.compress",
+    "DistilCompressView": "workbench.widgets.distil_compress",
 }
 
 __all__ = [

@@ -8,11 +8,12 @@ from ..train.session import Session
 from .common import STYLE, MessageBox, StaticSnapshot, display_with_snapshot, guarded
 from .compare import CompareView
 from .dashboard import TrainingDashboard
+from .distil_compress import DistilCompressView
 from .explorer import ErrorExplorer
 from .freeze import FreezePanel
 from .picker import BackbonePicker
 
-TABS = ("Model", "Freeze", "Train", "Errors", "Compare")
+TABS = ("Model", "Freeze", "Train", "Errors", "Compare", "Distil & compress")
 
 
 class Workbench(W.VBox):
@@ -34,8 +35,10 @@ class Workbench(W.VBox):
         self.freeze_panel: FreezePanel | None = None
         self.dashboard: TrainingDashboard | None = None
         self.explorer: ErrorExplorer | None = None
+        self.distil_view: DistilCompressView | None = None
         self.compare = CompareView()  # this kernel's runs; listed again whenever its tab opens
-        self.tabs = W.Tab(children=[self.picker] + [_placeholder("Load a backbone in the Model tab first.")] * 3 + [self.compare])
+        self.tabs = W.Tab(children=[self.picker] + [_placeholder("Load a backbone in the Model tab first.")] * 3 + [self.compare]
+                           + [_placeholder("Load a backbone in the Model tab first.")])
         self.tabs.observe(lambda c: self.compare.refresh() if c["new"] == TABS.index("Compare") else None, names="selected_index")
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
@@ -69,7 +72,9 @@ class Workbench(W.VBox):
         self.freeze_panel = FreezePanel(session)
         self.dashboard = TrainingDashboard(session, snapshot=self.snapshot)
         self.explorer = ErrorExplorer(session)
-        self.tabs.children = [self.picker, self.freeze_panel, self.dashboard, self.explorer, self.compare]
+        self.distil_view = DistilCompressView(session)
+        self.tabs.children = [self.picker, self.freeze_panel, self.dashboard, self.explorer, self.compare,
+                              self.distil_view]
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
         self._shown()
