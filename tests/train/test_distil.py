@@ -205,3 +205,23 @@ def test_hostile_numbers_raise_config_errors(teacher, temperature, alpha) -> Non
 
     with pytest.raises(wb.ConfigError):
         Distillation.prepare(teacher, "timm:test_efficientnet", temperature=temperature, alpha=alpha)
+
+
+# ---- to_code -------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_to_code_replays_a_distillation_bit_for_bit(data, tmp_path) -> None:
+    from train.test_to_code import history, replay
+
+    t = wb.Session(data, tiny(data, "timm:test_resnet"), freeze="full", batch_size=32, seed=3)
+    t.fit(1, progress=False)
+    student = t.distil(tiny(data, size=8), epochs=2, temperature=2.5, alpha=0.6, progress=False, batch_size=8,
+                       augment=dict(rotation=10.0), stop_at=(2, 3), name="it's small").student
+    student.configure(lr=1e-3)
+    student.fit(1, progress=False)
+    code = student.to_code()
+    assert "session = session.distil(student_model, temperature=2.5, alpha=0.6, epochs=2" in code
+    assert "stop_at=(2, 3)" in code and "name=\"it's small\"" in code
+    got = replay(student, tmp_path)
+    assert_same_state(got["model"], student.model.module.state_dict())
+    assert history(got["history"]) == history(student.history)
+    assert got["recording"] == student.recording
