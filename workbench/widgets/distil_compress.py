@@ -48,12 +48,15 @@ class DistilCompressView(W.VBox):
         names = [n for n in list_backbones(kind)]
         self.student_name = W.Combobox(options=names, value=session.model.name, description="student",
                                        ensure_option=False, layout=W.Layout(width="330px"))
+        self.student_name.add_class("wb-student-name")
         smaller = max(8, pre.size // 2) if kind == "image" else pre.max_length
         self.student_size = W.BoundedIntText(value=smaller, min=1, max=4096, layout=W.Layout(width="190px"),
                                              description="input px" if kind == "image" else "max tokens")
         self.pretrained = W.Checkbox(value=True, description="pretrained weights", indent=False)
-        self.temperature = W.FloatSlider(value=4.0, min=1.0, max=10.0, step=0.5, description="temperature")
-        self.alpha = W.FloatSlider(value=0.7, min=0.0, max=1.0, step=0.05, description="alpha (soft)")
+        self.temperature = W.FloatSlider(value=4.0, min=1.0, max=10.0, step=0.5, description="temperature",
+                                       style={"description_width": "initial"})
+        self.alpha = W.FloatSlider(value=0.7, min=0.0, max=1.0, step=0.05, description="alpha (soft)",
+                                 style={"description_width": "initial"})
         self.epochs = W.IntSlider(value=3, min=1, max=20, description="epochs")
         self.freeze = W.Dropdown(options=[("every block (full)", "full"), ("head only", "head")], value="full",
                                  description="trains", layout=W.Layout(width="260px"))
