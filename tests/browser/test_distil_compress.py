@@ -13,6 +13,7 @@ import re
 from playwright.sync_api import expect
 
 from browser.lab import open_notebook, run_all, screenshot, wait_until_idle
+from browser.test_compare_view import _tab
 
 TALL = {"width": 1280, "height": 1300}
 
@@ -31,17 +32,13 @@ _GALLERY_READY_JS = """() => {
 }"""
 
 
-def _tab(page, scope: str, title: str):
-    return page.locator(f"{scope} .lm-TabBar-tab", has_text=re.compile(rf"^{re.escape(title)}$")).first
-
-
 def test_distil_and_compress_tab(page, lab):
     page.set_viewport_size(TALL)
     open_notebook(page, lab, lab.write_notebook("distil_compress.ipynb", CELLS))
     run_all(page)
     wait_until_idle(page, timeout=180)
 
-    _tab(page, ".wb-tabs", "Distil & compress").click()
+    _tab(page, ".wb-tabs", re.escape("Distil & compress")).click()
     view = page.locator(".wb-distil-compress")
     expect(view).to_be_visible(timeout=15_000)
     screenshot(page, "distil_form")
@@ -72,7 +69,7 @@ def test_distil_and_compress_tab(page, lab):
     expect(runs).to_have_count(2, timeout=15_000)  # the teacher and the student
     assert "distilled from teacher" in runs.all_inner_texts()[1].replace("\xa0", " ")
 
-    _tab(page, ".wb-tabs", "Distil & compress").click()
+    _tab(page, ".wb-tabs", re.escape("Distil & compress")).click()
     _tab(page, ".wb-distil-compress", "Compress").click()
     view.locator(".widget-button", has_text="Compress").click()
     expect(view.locator(".wb-compress-status")).to_contain_text(re.compile("Compressing|agrees"), timeout=5_000)

@@ -22,9 +22,10 @@ CELL_TIMEOUT_S = 300
 COURSE = [
     "01_optimizers", "02_lr_schedules", "03_regularisation", "04_augmentation", "05_class_imbalance",
     "06_over_underfitting", "07_strategies", "08_error_analysis", "09_classic_recipes", "10_why_errors",
+    "13_distillation", "14_compression",
 ]  # fmt: skip
 # The last cell of a course notebook shows one of these views for hands-on play.
-WIDGET_CALL = re.compile(r"\bwb\.(Workbench|TrainingDashboard|FreezePanel|ErrorExplorer|BackbonePicker)\(")
+WIDGET_CALL = re.compile(r"\bwb\.(Workbench|TrainingDashboard|FreezePanel|ErrorExplorer|BackbonePicker|DistilCompressView)\(")
 SKIP_PARTS = {"test-artifacts", "build", "dist", "node_modules", "__pycache__"}
 
 

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, suggest
-from .measure import LATENCY_BATCH, cpu_latency_ms, forward_fn, latency_input, logits_on, parameter_count, state_bytes
+from .measure import LATENCY_BATCH, accuracy, agreement, cpu_latency_ms, forward_fn, latency_input, logits_on, parameter_count, state_bytes
 
 METHODS = ("int8", "prune")
 INT8_FILE = "model_int8.pt"
@@ -154,16 +154,16 @@ class CompressionReport:
 
     @property
     def original_accuracy(self) -> float:
-        return float((self.original_logits.argmax(1) == self.labels).mean())
+        return accuracy(self.original_logits, self.labels)
 
     @property
     def compressed_accuracy(self) -> float:
-        return float((self.compressed_logits.argmax(1) == self.labels).mean())
+        return accuracy(self.compressed_logits, self.labels)
 
     @property
     def agreement(self) -> float:
         """The share of valid samples where the compressed model predicts what the original predicts."""
-        return float((self.original_logits.argmax(1) == self.compressed_logits.argmax(1)).mean())
+        return agreement(self.original_logits, self.compressed_logits)
 
     @property
     def speedup(self) -> float:

@@ -21,6 +21,16 @@ LATENCY_BATCH = 32  # samples per timed forward
 LATENCY_REPEATS = 5  # timed forwards per contender (median), after one warm-up each
 
 
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The share of rows whose highest logit is the label."""
+    return float((logits.argmax(1) == labels).mean())
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Top-1 agreement: the share of rows where two models' logits pick the same class."""
+    return float((a.argmax(1) == b.argmax(1)).mean())
+
+
 def parameter_count(module: nn.Module) -> int:
     """Parameters, counting packed int8 weights of quantized Linear layers as their elements."""
     total = sum(p.numel() for p in module.parameters())

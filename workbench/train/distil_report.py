@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models.measure import LATENCY_BATCH, cpu_latency_ms, forward_fn, latency_input, parameter_count
+from ..models.measure import LATENCY_BATCH, accuracy, agreement, cpu_latency_ms, forward_fn, latency_input, parameter_count
 from .distil import soft_kl, split_logits
 
 KINDS = ("teacher_right", "student_right", "both_wrong")  # disagreements(kind)
@@ -65,16 +65,16 @@ class DistillReport:
     # ---- numbers ----------------------------------------------------------------------------------
     @property
     def teacher_accuracy(self) -> float:
-        return float((self.teacher_logits.argmax(1) == self.labels).mean())
+        return accuracy(self.teacher_logits, self.labels)
 
     @property
     def student_accuracy(self) -> float:
-        return float((self.student_logits.argmax(1) == self.labels).mean())
+        return accuracy(self.student_logits, self.labels)
 
     @property
     def agreement(self) -> float:
         """Top-1 agreement: the share of valid samples where student and teacher predict the same class."""
-        return float((self.teacher_logits.argmax(1) == self.student_logits.argmax(1)).mean())
+        return agreement(self.teacher_logits, self.student_logits)
 
     @property
     def kl(self) -> float:
