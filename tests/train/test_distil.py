@@ -92,6 +92,15 @@ def test_alpha_zero_is_plain_training_and_the_teacher_is_untouched(data, teacher
     assert [r.to_dict() for r in teacher.history] == history and not teacher.running
 
 
+def test_alpha_zero_with_augmentation_draws_the_same_crops(data, teacher) -> None:
+    """The teacher reading every augmented batch consumes no random numbers: alpha=0 is plain training."""
+    aug = dict(rotation=10.0, crop=True)
+    d = teacher.distil(tiny(data, size=8), alpha=0.0, epochs=1, progress=False, augment=aug)
+    plain = wb.Session(data, tiny(data, size=8), freeze="full", batch_size=32, seed=3, epochs=1, augment=aug)
+    plain.fit(1, progress=False)
+    assert_same_state(weights(d.student.model.module), weights(plain.model.module))
+
+
 def test_the_teacher_changes_what_the_student_learns(data, teacher) -> None:
     a = teacher.distil(tiny(data), alpha=0.0, epochs=1, progress=False)
     b = teacher.distil(tiny(data), alpha=0.9, temperature=2.0, epochs=1, progress=False)

@@ -115,8 +115,8 @@ class DistillReport:
 
     def summary(self) -> str:
         return (f"student {self.student_accuracy:.3f} vs teacher {self.teacher_accuracy:.3f} accuracy; agrees on "
-                f"{self.agreement:.1%} of valid samples; KL {self.kl:.3f}; {self.student_params / 1e6:.2f} M vs "
-                f"{self.teacher_params / 1e6:.2f} M parameters; {self.student_latency_ms:.1f} vs "
+                f"{self.agreement:.1%} of valid samples; KL {self.kl:.3f}; {_params(self.student_params)} vs "
+                f"{_params(self.teacher_params)} parameters; {self.student_latency_ms:.1f} vs "
                 f"{self.teacher_latency_ms:.1f} ms per {LATENCY_BATCH} samples on the CPU ({self.speedup:.2f}x)")
 
     def rows(self) -> list[list[str]]:
@@ -124,7 +124,7 @@ class DistillReport:
         out = []
         for role, r in self.table().iterrows():
             out.append([role, str(r["model"]), f"{r['accuracy']:.3f}", f"{r['agreement']:.3f}", f"{r['KL']:.3f}",
-                        f"{r['params'] / 1e6:.2f} M", f"{r['latency_ms']:.1f}"])
+                        _params(r["params"]), f"{r['latency_ms']:.1f}"])
         return out
 
     HEADER = ("", "model", "accuracy", "agrees with teacher", "KL", "parameters", f"CPU ms / {LATENCY_BATCH}")
@@ -138,3 +138,7 @@ class DistillReport:
 
     def __repr__(self) -> str:
         return f"DistillReport({self.summary()})"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
