@@ -77,7 +77,8 @@ def pixel_converter(src, dst) -> Callable[[torch.Tensor], torch.Tensor]:
     return convert
 
 
-def split_logits(session: Session, split: str, task: str | None = None, report_to: Session | None = None) -> torch.Tensor:
+def split_logits(session: Session, split: str, task: str | None = None,
+                 report_to: Session | None = None) -> torch.Tensor:
     """A session's logits (N, K) for every sample of `split`, in sample order, its model in eval mode
     (each module's mode given back), prepared as its valid split. Progress goes to `report_to`'s events."""
     pipeline, n = session.pipeline, len(getattr(session.data, split))
@@ -164,7 +165,8 @@ def student_model(teacher: Session, student_backbone: Any, pretrained: bool = Tr
         model = student_backbone
     else:
         raise ConfigError(f"student_backbone must be a backbone name (e.g. {t.name!r}) or a wb.Model "
-                          f"(wb.load_backbone(..., num_classes={t.num_classes})); got {type(student_backbone).__name__}.")
+                          f"(wb.load_backbone(..., num_classes={t.num_classes})); "
+                          f"got {type(student_backbone).__name__}.")
     if model.kind != t.kind:
         raise ConfigError(f"The student {model.name!r} is an {model.kind} model but the teacher {t.name!r} is an "
                           f"{t.kind} model; a student must read the same kind of data. Pick a {t.kind} backbone "
