@@ -83,6 +83,9 @@ _LAZY = {
     "SweepView": "workbench.widgets.sweep",
     "feature_cache_info": "workbench.train.disk_cache",
     "clear_feature_cache": "workbench.train.disk_cache",
+    "Distillation": "workbench.train.distil",
+    "Compressed": "workbench.models.compress",
+    "DistilCompressView": "workbench.widgets.distil_compress",
 }
 
 __all__ = [

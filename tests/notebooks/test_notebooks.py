@@ -22,10 +22,11 @@ CELL_TIMEOUT_S = 300
 COURSE = [
     "01_optimizers", "02_lr_schedules", "03_regularisation", "04_augmentation", "05_class_imbalance",
     "06_over_underfitting", "07_strategies", "08_error_analysis", "09_classic_recipes", "10_why_errors",
-    "11_choose_backbone", "12_hyperparameter_sweep", "15_training_dynamics",
+    "11_choose_backbone", "12_hyperparameter_sweep", "13_distillation", "14_compression", "15_training_dynamics",
 ]  # fmt: skip
 # The last cell of a course notebook shows one of these views for hands-on play.
-WIDGET_CALL = re.compile(r"\bwb\.(Workbench|TrainingDashboard|FreezePanel|ErrorExplorer|BackbonePicker|ChooseView|SweepView)\(")
+WIDGET_CALL = re.compile(r"\bwb\.(Workbench|TrainingDashboard|FreezePanel|ErrorExplorer|BackbonePicker|ChooseView|SweepView|"
+                         r"DistilCompressView)\(")
 SKIP_PARTS = {"test-artifacts", "build", "dist", "node_modules", "__pycache__"}
 
 

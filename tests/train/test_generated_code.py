@@ -61,13 +61,18 @@ def recording(folder: str, classes: list[str], name: str, stopped: str, blocks: 
          "trials": 4, "epochs": 2, "metric": "valid_accuracy", "pruner": "median", "sampler": "tpe", "seed": 0,
          "startup_trials": 2, "warmup_epochs": 1, "trial": 2, "state": stopped, "params": {"lr": 0.01, "optimizer": "sgd"},
          "steps": [{"op": "configure", "settings": {"lr": 0.01, "optimizer": "sgd"}}, {"op": "fit", "epochs": 2}]},
+        {"op": "distil", "model": {"call": "wb.load_backbone", "args": ["resnet18", len(classes)],
+                                   "kwargs": {"pretrained": False, "image_size": 16, "depth": 2}},
+         "model_name": name, "temperature": 2.0, "alpha": 0.5, "epochs": 2, "freeze": "full", "name": name,
+         "settings": {"lr": 0.001}, "stop_at": [2, 3], "stopped": stopped},
         {"op": "fit", "epochs": 1},
     ]
 
 
 def statements(rec: list[dict]) -> int:
-    """The import, data / model / session, one statement per entry (two for a sweep and its adoption)."""
-    return 1 + 3 + sum(2 if e["op"] == "sweep" else 1 for e in rec[1:])
+    """The import, data / model / session, one statement per entry (two for a sweep and its adoption,
+    two for a distillation's student and its run)."""
+    return 1 + 3 + sum(2 if e["op"] in ("sweep", "distil") else 1 for e in rec[1:])
 
 
 class Recorder:
@@ -81,7 +86,7 @@ class Recorder:
 
     def __call__(self, *args, **kwargs) -> Recorder:
         self._calls.append((self._name, args, kwargs))
-        return Recorder(self._calls, {"wb.Session": "session", "wb.load_backbone": "model"}.get(self._name, "()"))
+        return Recorder(self._calls, {"wb.Session": "session", "wb.load_backbone": "model", "().adopt": "session"}.get(self._name, "()"))
 
 
 def run_with_recorder(code: str) -> list:
@@ -115,8 +120,12 @@ def test_to_code_writes_hostile_strings_as_literals_only(folder, classes, name, 
     assert ("session.freeze", (blocks,), {}) in calls
     assert ("session.relabel", ({3: classes[0], 0: classes[-1]},), {}) in calls
     sweep = [c for c in calls if c[0] == "wb.sweep"][0]
-    assert sweep[2]["name"] == name and sweep[2]["trials"] == 3 and sweep[2]["space"] == rec[-2]["space"]
+    assert sweep[2]["name"] == name and sweep[2]["trials"] == 3 and sweep[2]["space"] == rec[-3]["space"]
     assert ("().adopt", (2,), {}) in calls
+    student = [c for c in calls if c[0] == "wb.load_backbone"][1]
+    assert student[1][0] == "resnet18" and student[2]["depth"] == 2
+    distil = [c for c in calls if c[0] == "session.distil"][0]
+    assert distil[2]["name"] == name and distil[2]["stop_at"] == (2, 3) and distil[2]["lr"] == 0.001
     assert ("wb.progressive", (), {"every": 2, "start": 1}) in calls
 
 
@@ -125,7 +134,7 @@ json_value = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6)
 
 
 @FAST
-@given(index=st.integers(0, 7), key=st.one_of(hostile, st.sampled_from(["epochs", "op", "settings", "spec", "data"])),
+@given(index=st.integers(0, 10), key=st.one_of(hostile, st.sampled_from(["epochs", "op", "settings", "spec", "data"])),
        value=json_value)
 def test_a_hostile_recording_is_refused_or_written_as_literals(index, key, value) -> None:
     """Any field of any entry replaced by any JSON value: a CheckpointError, or code as checked above."""

@@ -84,7 +84,7 @@ def test_picker_shows_an_offline_error_with_the_alternatives(digits) -> None:
 
 def test_workbench_from_data_starts_a_session_when_a_backbone_loads(digits) -> None:
     w = Workbench(digits, batch_size=32)
-    assert w.session is None and w.tabs.titles == ("Model", "Freeze", "Train", "Errors", "Compare")
+    assert w.session is None and w.tabs.titles == ("Model", "Freeze", "Train", "Errors", "Compare", "Distil & compress")
     w.picker.pretrained.value = False
     w.picker.name.value = "resnet18"
     w.picker.size.value = 32

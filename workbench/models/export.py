@@ -36,7 +36,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,11 +245,14 @@ def check_classes(model, classes: Sequence[str]) -> list[str]:
     return classes
 
 
-def export(model, classes: Sequence[str], folder, format: str = "native") -> Path:
+def export(model, classes: Sequence[str], folder, format: str = "native", *,
+           extra: Callable[[Path, dict[str, Any]], str] | None = None) -> Path:
     """Write `model` (a workbench Model) with its class names into `folder` (see the module docstring).
 
     The folder must be new, empty, or an earlier export holding only the files workbench wrote
     (they are replaced; nothing else is ever deleted). Nothing is kept unless every check passed.
+    `extra(folder, meta)` adds files and workbench.json fields to the export before its manifest is
+    written (the int8 state of a compressed model) and returns text for its README.
     """
     from . import export_formats as formats
     from .export_load import load_model
@@ -275,7 +278,8 @@ def export(model, classes: Sequence[str], folder, format: str = "native") -> Pat
             meta["onnx"] = formats.write_onnx(model, tmp, x, expected, reference)
         del reference
         meta.update(base_meta(model, classes))
-        (tmp / "README.md").write_text(formats.readme(meta), encoding="utf-8")
+        more = extra(tmp, meta) if extra is not None else ""
+        (tmp / "README.md").write_text(formats.readme(meta) + more, encoding="utf-8")
         meta["files"] = manifest(tmp, leave_out=[META])
         (tmp / META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if model.library != "module":  # loaded back the way wb.load_exported loads it

@@ -139,4 +139,11 @@ def load(folder, module: nn.Module | None = None, backend: str = "torch"):
             raise MissingDependencyError("backend='onnx' needs onnxruntime: pip install onnxruntime") from err
         return Predictor(None, meta, tokenizer, ort.InferenceSession(str(root / "model.onnx")))
     cfg = trust.check_config(root, meta)
-    return Predictor(load_model(root, meta, cfg, module), meta, tokenizer)
+    loaded = load_model(root, meta, cfg, module)
+    if "quantized" in meta:  # an int8 export (models/compress.py): its listed, checked int8 state, weights only
+        from .compress import INT8_FILE, load_quantized
+
+        if INT8_FILE not in meta["files"]:
+            raise trust.refuse(root / INT8_FILE, "not on workbench.json's list of files")
+        loaded = load_quantized(root, meta, loaded)
+    return Predictor(loaded, meta, tokenizer)

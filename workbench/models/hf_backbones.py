@@ -30,7 +30,7 @@ DUMMY_TEXTS = ["a", "a longer text, so that the batch is padded"]
 
 
 def build_transformers(info: BackboneInfo, num_classes: int, pretrained: bool, *, max_length: int | None,
-                       granularity: str, head_dropout: float) -> Model:  # fmt: skip
+                       granularity: str, head_dropout: float, depth: int | None = None) -> Model:  # fmt: skip
     repo = str(pt.bundled_minilm_path()) if info.bundled else info.source
     label = "all-MiniLM-L6-v2" if info.bundled else info.source
     modes = None if info.config is not None else _sentence_pooling(repo)
@@ -41,6 +41,11 @@ def build_transformers(info: BackboneInfo, num_classes: int, pretrained: bool, *
     else:
         module, tokenizer, notes = _random(info, repo, num_classes, modes)
         keep, source = False, f"random init ({label} architecture)"
+    if depth is not None:  # the first layers only (models/truncate.py)
+        from .truncate import truncate_transformer
+
+        source += "; " + truncate_transformer(module, depth, info.name)
+        keep = False
     return assemble(module, tokenizer, name=info.name, num_classes=num_classes, max_length=max_length,
                     granularity=granularity, dropout=head_dropout, keep=keep, notes=[source, *notes],
                     library="transformers")  # fmt: skip

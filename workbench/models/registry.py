@@ -23,6 +23,7 @@ from ..validate import jsonable
 from .blocks import check_granularity
 from .common import BackboneInfo
 from .model import Model
+from .truncate import check_depth
 
 KINDS = ("image", "text")
 LIBRARIES = ("torchvision", "timm", "transformers")
@@ -162,6 +163,7 @@ def load_backbone(
     granularity: str = "stages",
     head_dropout: float = 0.0,
     seed: int | None = 0,
+    depth: int | None = None,
 ) -> Model:
     """Build a backbone with a new head for `num_classes`, its blocks discovered.
 
@@ -175,6 +177,9 @@ def load_backbone(
     random init. image_size (images) defaults to the weights' input size; max_length (texts) to 128.
     granularity "stages" gives one block per stage / layer; "blocks" splits stages into their
     sub-blocks where the model has them (e.g. layer1.0), and equals "stages" where it has none.
+    depth=k keeps only the stem and the first k stages (timm) or transformer layers (transformers),
+    their weights as loaded, with a new head: a smaller backbone, e.g. a distillation student
+    (models/truncate.py).
     """
     info = resolve(name)
     _check_int("num_classes", num_classes, 2, "the number of classes in your data, e.g. data.num_classes")
@@ -189,6 +194,10 @@ def load_backbone(
         _check_int("image_size", image_size, 1, "the side in pixels, e.g. 64 or 224")
     if max_length is not None:
         _check_int("max_length", max_length, 1, "tokens per text, e.g. 128")
+    check_depth(depth)
+    if depth is not None and info.library == "torchvision":
+        raise ConfigError(f"depth works for timm and transformers backbones; torchvision's {info.source!r} describes "
+                          f"no stages to cut at. Use its timm twin if there is one (e.g. 'timm:{info.source}').")
     # plain Python numbers from here on (numpy ones would reach the recipe, checkpoints and code)
     num_classes, seed = int(num_classes), None if seed is None else int(seed)
     image_size, max_length = (None if v is None else int(v) for v in (image_size, max_length))
@@ -199,8 +208,12 @@ def load_backbone(
     else:
         from .hf_backbones import build_transformers as build
     opts = dict(image_size=image_size) if info.kind == "image" else dict(max_length=max_length)
+    if depth is not None:
+        opts["depth"] = depth
     model = seeded(seed, lambda: build(info, num_classes, pretrained, granularity=granularity,
                                        head_dropout=float(head_dropout), **opts))  # fmt: skip
+    if depth is not None:
+        model.options["depth"] = depth  # checkpoints rebuild the truncated architecture
     # how to build it again (session.to_code, to_script): the call, with its arguments
     model.recipe = jsonable({"call": "wb.load_backbone", "args": [name, num_classes],  # numpy numbers as plain ones
                              "kwargs": {"pretrained": pretrained, **{k: v for k, v in opts.items() if v is not None},

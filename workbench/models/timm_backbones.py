@@ -34,7 +34,7 @@ from .model import ImagePreprocess, Model
 
 
 def build_timm(info: BackboneInfo, num_classes: int, pretrained: bool, *, image_size: int | None,
-               granularity: str, head_dropout: float) -> Model:  # fmt: skip
+               granularity: str, head_dropout: float, depth: int | None = None) -> Model:  # fmt: skip
     import timm
     from timm.data import resolve_data_config
 
@@ -82,6 +82,11 @@ def build_timm(info: BackboneInfo, num_classes: int, pretrained: bool, *, image_
     else:
         module = create(False)
         source = f"random init (timm {arch} architecture)"
+    if depth is not None:  # the first stages only (models/truncate.py)
+        from .truncate import truncate_timm
+
+        source += "; " + truncate_timm(module, depth, num_classes, info.name)
+        keep = False
     size = image_size or default
     groups = timm_groups(module, granularity)  # before the head changes: timm's matchers expect their own
     head_path, head_note, pooled = timm_head(module, info.name, num_classes, head_dropout, keep, size)

@@ -74,6 +74,29 @@ class StateMixin:
             raise ConfigError(f"Cannot export while {self.control.holder}; stop or wait for it to end.")
         return export(self.model, self.data.classes, folder, format=format)
 
+    def distil(self, student_backbone, *, temperature: float = 4.0, alpha: float = 0.7, epochs: int = 3,
+               freeze="full", name: str | None = None, pretrained: bool = True, progress: bool | None = None,
+               stop_at: tuple[int, int] | None = None, **settings):
+        """Train a student (a wb.Model, or a backbone name built at this session's input size) on this
+        session's logits (knowledge distillation, train/distil.py) and measure it against this one.
+        Returns a Distillation: `.student` (a new Session), accuracy, agreement, KL, parameters, latency."""
+        from .distil import Distillation, check_stop_at
+
+        check_stop_at(stop_at, epochs if isinstance(epochs, int) else 1)
+        run = Distillation.prepare(self, student_backbone, temperature=temperature, alpha=alpha, epochs=epochs,
+                                   freeze=freeze, name=name, pretrained=pretrained, **settings)
+        return run.run(progress=progress, stop_at=stop_at)
+
+    def compress(self, method: str = "int8", *, amount: float | None = None, measure: bool = True):
+        """A compressed copy of the model (models/compress.py): method="int8" (dynamic int8 Linear
+        layers) or "prune" (magnitude pruning of `amount` of the weights, made permanent). It predicts
+        and exports; its `.table()` compares size, CPU latency and accuracy with this model's."""
+        from ..models.compress import compress
+
+        if self.running:
+            raise ConfigError(f"Cannot compress while {self.control.holder}; stop or wait for it to end.")
+        return compress(self.model, self.data, method, amount=amount, measure=measure)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs, as plain values and CPU tensors that share nothing with the
         live session: weights, optimizer, schedule position (the history), freeze plan, pending

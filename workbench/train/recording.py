@@ -106,6 +106,13 @@ def relabels(value: Any, where: str) -> list[list[Any]]:
     return out
 
 
+def epoch_and_batch(value: Any, where: str) -> list[int]:
+    """[epoch >= 1, batch >= 0]: where a stopped run stopped (a distillation's stop_at)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(f"{where} must be [epoch, batch], got {str(value)[:40]!r}")
+    return [whole(1)(value[0], f"{where}[0]"), whole(0)(value[1], f"{where}[1]")]
+
+
 def one_of(choices: tuple[str, ...]) -> Check:
     def check(value: Any, where: str) -> str:
         if value not in choices:
@@ -194,12 +201,12 @@ def _data(recipe: list[dict[str, Any]] | None, name: str) -> Line:
     return Line(assign("data", code))
 
 
-def _model(recipe: dict[str, Any] | None, name: str) -> Line:
+def _model(recipe: dict[str, Any] | None, name: str, target: str = "model") -> Line:
     if not recipe:
-        return Line(assign("model", ast.Constant(...)), f"{name!r} is your own module: build it here, then "
+        return Line(assign(target, ast.Constant(...)), f"{name!r} is your own module: build it here, then "
                                                           "wb.Model.from_module(module, num_classes=..., kind=...)")
     backbone = recipe["args"][0]
-    return Line(assign("model", call("wb.load_backbone", backbone, Ref("data.num_classes"), **_kwargs(recipe["kwargs"]))))
+    return Line(assign(target, call("wb.load_backbone", backbone, Ref("data.num_classes"), **_kwargs(recipe["kwargs"]))))
 
 
 def _session(e: dict[str, Any]) -> list[Line]:
@@ -225,6 +232,18 @@ def _sweep(e: dict[str, Any]) -> list[Line]:
     params = ", ".join(f"{k}={v!r}" for k, v in e["params"].items())
     return [Line(assign("sweep", call("wb.sweep", Ref("session"), **options))),
             Line(assign("session", call("sweep.adopt", number)), f"trial {number} of {e['trials']}, {e['state']}: {params}")]
+
+
+def _distil(e: dict[str, Any]) -> list[Line]:
+    """`session = session.distil(student_model, ...).student`: the student, trained on the teacher's
+    logits, becomes the session the lines after it change (train/distil.py)."""
+    kwargs = {"temperature": e["temperature"], "alpha": e["alpha"], "epochs": e["epochs"], "freeze": _freeze(e["freeze"]),
+              "name": e["name"], **e["settings"]}
+    if e.get("stop_at") is not None:
+        kwargs["stop_at"] = ast.Tuple([literal(v) for v in e["stop_at"]], ast.Load())
+    distil = call("session.distil", Ref("student_model"), **kwargs)
+    return [_model(e["model"], e["model_name"], "student_model"),
+            Line(assign("session", ast.Attribute(distil, "student", ast.Load())), e.get("stopped"))]
 
 
 def _relabel(e: dict[str, Any]) -> list[Line]:
@@ -270,6 +289,10 @@ OPS: dict[str, Op] = {
                  "sampler": one_of(("tpe", "random")), "seed": whole(0), "startup_trials": whole(0),
                  "warmup_epochs": whole(0), "trial": whole(0), "state": text, "params": settings, "steps": trial_steps},
                 _sweep, calls=frozenset({"wb.sweep", "sweep.adopt"})),
+    "distil": Op({"model": model_recipe, "model_name": text, "temperature": number, "alpha": number, "epochs": whole(1),
+                  "freeze": freeze_spec, "name": text, "settings": settings, "stop_at": optional(epoch_and_batch),
+                  "stopped": optional(text)}, _distil, calls=frozenset({"wb.load_backbone", "session.distil"}) | _FREEZE_CALLS,
+                 required=("model", "model_name", "temperature", "alpha", "epochs", "freeze", "name", "settings")),
     "fit_head": Op({"C": optional(number)},
                    lambda e: [Line(expr(call("session.fit_head", **({} if e.get("C") is None else {"C": e["C"]}))))],
                    calls=frozenset({"session.fit_head"}), required=()),

@@ -173,6 +173,9 @@ def write_script(session, path, *, data=None, weights: str = "start", epochs: in
     if session.model.recipe is None:
         raise ConfigError(f"{session.model.name!r} is your own module, which a script cannot build again; "
                           "to_script needs a backbone from wb.load_backbone.")
+    if weights == "start" and any(step["op"] == "distil" for step in session.recording):
+        raise ConfigError("This session was distilled from a teacher, which a script does not replay from the "
+                          "start; continue from its weights instead: to_script(path, weights='current').")
     if isinstance(data, str):
         data = wb.load_data(data) if data in wb.list_datasets() else wb.Data.from_folder(data)
     data = session.data if data is None else data

@@ -9,11 +9,12 @@ from .choose import ChooseView
 from .common import STYLE, MessageBox, StaticSnapshot, close_tree, display_with_snapshot, guarded
 from .compare import CompareView
 from .dashboard import TrainingDashboard
+from .distil_compress import DistilCompressView
 from .explorer import ErrorExplorer
 from .freeze import FreezePanel
 from .picker import BackbonePicker
 
-TABS = ("Model", "Freeze", "Train", "Errors", "Compare")
+TABS = ("Model", "Freeze", "Train", "Errors", "Compare", "Distil & compress")
 
 
 class Workbench(W.VBox):
@@ -42,14 +43,15 @@ class Workbench(W.VBox):
         self.freeze_panel: FreezePanel | None = None
         self.dashboard: TrainingDashboard | None = None
         self.explorer: ErrorExplorer | None = None
+        self.distil_view: DistilCompressView | None = None
         self.compare = CompareView()  # this kernel's runs; listed again whenever its tab opens
         # The Freeze, Train and Errors tabs are fixed boxes whose content changes with the session: a
         # Tab whose children change resets its selection in the page (the view's new tabs arrive one by
         # one and Lumino selects the first), which moved the person to the Model tab.
         self._slots = [W.VBox([_placeholder("Load a backbone in the Model tab first.")],
                               layout=W.Layout(width="auto", overflow="visible"))
-                       for _ in range(3)]
-        self.tabs = W.Tab(children=[self.model_tab, *self._slots, self.compare])
+                       for _ in range(4)]  # Freeze, Train, Errors; Distil & compress
+        self.tabs = W.Tab(children=[self.model_tab, *self._slots[:3], self.compare, self._slots[3]])
         self.tabs.observe(lambda c: self.compare.refresh() if c["new"] == TABS.index("Compare") else None, names="selected_index")
         for i, title in enumerate(TABS):
             self.tabs.set_title(i, title)
@@ -102,7 +104,8 @@ class Workbench(W.VBox):
         self.freeze_panel = FreezePanel(session)
         self.dashboard = TrainingDashboard(session, snapshot=self.snapshot)
         self.explorer = ErrorExplorer(session)
-        for slot, view in zip(self._slots, (self.freeze_panel, self.dashboard, self.explorer)):
+        self.distil_view = DistilCompressView(session)
+        for slot, view in zip(self._slots, (self.freeze_panel, self.dashboard, self.explorer, self.distil_view)):
             replaced, slot.children = slot.children, [view]
             for old in replaced:  # the previous run's views (its session stays, in Compare)
                 close_tree(old)
