@@ -156,11 +156,11 @@ def test_stop_at_stops_the_student_there(data, teacher) -> None:
     (dict(stop_at=(5, 0)), "stop_at"),
 ])  # fmt: skip
 def test_bad_settings_are_refused_before_anything_changes(data, teacher, kwargs, words) -> None:
-    before, n_runs = teacher.state_dict(), len(runs.runs())
+    before, listed = teacher.state_dict(), list(runs.runs())  # held: a collected run cannot leave the list meanwhile
     with pytest.raises(wb.ConfigError, match=words):
         teacher.distil(tiny(data), progress=False, **kwargs)
     assert_same_state(teacher.state_dict(), before)
-    assert not teacher.running and len(runs.runs()) == n_runs
+    assert not teacher.running and len(runs.runs()) == len(listed)
 
 
 def test_bad_students_are_refused(data, teacher, tmp_path) -> None:

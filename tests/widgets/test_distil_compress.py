@@ -97,5 +97,5 @@ def test_compress_rows(teacher) -> None:
 
 def test_workbench_has_the_tab(teacher) -> None:
     bench = wb.Workbench(teacher)
-    assert bench.tabs.get_title(5) == "Distil & compress" and bench.tabs.children[5] is bench.distil_view
+    assert bench.tabs.get_title(5) == "Distil & compress" and bench.tabs.children[5].children == (bench.distil_view,)
     assert bench.distil_view.session is teacher
