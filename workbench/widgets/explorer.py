@@ -342,10 +342,9 @@ class ErrorExplorer(W.VBox):
         blues, reds = colormaps["Blues"](shade), colormaps["Reds"](shade)
         for r, i in enumerate(self._shown):
             for c, j in enumerate(self._shown):
-                b, v = self._cells[r][c], float(values[i, j])
+                b = self._cells[r][c]
                 b.description = f"{rate[i, j]:.0%}" if self.mode.value == "rate" else str(cm[i, j])
-                cmap = blues if i == j else reds  # correct in blue, errors in red
-                b.style.button_color = to_hex(cmap(0.08 + 0.8 * v)) if cm[i, j] else "#ffffff"
+                b.style.button_color = to_hex((blues if i == j else reds)[i, j]) if cm[i, j] else "#ffffff"
                 b.style.text_color = readable_on(b.style.button_color)
 
     # ---- side panels -----------------------------------------------------------------------------
