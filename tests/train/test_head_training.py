@@ -111,6 +111,21 @@ def test_fit_linear_head_matches_scikit_learn() -> None:
     np.testing.assert_allclose(ours_p, theirs.predict_proba(x.numpy()), atol=5e-3)  # L-BFGS in float32
 
 
+def test_fit_linear_head_gives_torch_its_threads_back() -> None:
+    x, y = pooled_relu_features(n=120, d=6, k=3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fit = fit_linear_head(x, y, 3, C=1.0)
+        assert torch.get_num_threads() == 2  # the solve ran on one thread and restored the setting
+        with pytest.raises(ConfigError):
+            fit_linear_head(x, y, 3, C=-1.0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert float(((x @ fit.weight.T + fit.bias).argmax(1) == y).float().mean()) > 0.5
+
+
 def test_heads_of_linears_on_the_features_are_preconditioned_and_others_are_not() -> None:
     x, _ = pooled_relu_features(n=100, d=12)
     assert HeadPreconditioner.for_head(Head(torch.nn.Linear(12, 3), dropout=0.2), x) is not None

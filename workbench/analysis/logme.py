@@ -8,7 +8,11 @@ beta by the paper's fixed-point iteration (MacKay's), and LogME is the maximised
 sample, averaged over the classes. Higher means the features explain the labels better.
 
 No maintained package ships LogME (the authors' code is a repository, not a PyPI package), so it
-is written here from the paper in numpy: one SVD of F, then a few cheap iterations per class.
+is written here from the paper in numpy: one eigendecomposition of the smaller Gram matrix
+(F^T F, D x D, or F F^T, n x n), then a few cheap fixed-point iterations, all classes at once.
+The Gram route gives the same spectrum as an SVD of F at a fraction of the cost (a 4000 x 1280
+float64 SVD took 5-15 CPU-seconds on this machine; the product and a 1280 x 1280 eigh 0.8-1.6,
+the scores equal to 6 digits on the six mnist-5k candidates).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..errors import DataError
 
 MAX_ITER = 100
 TOLERANCE = 1e-3  # relative change of alpha / beta that counts as converged
+RELATIVE_FLOOR = 1e-10  # Gram eigenvalues below this share of the largest are taken as zero
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,10 @@ def logme(features, labels, num_classes: int | None = None) -> LogME:
         raise DataError("labels must be class indices (integers >= 0), e.g. data.train.labels.")
     k = int(num_classes if num_classes is not None else y.max() + 1)
     n, d = f.shape
-    u, s, _vt = np.linalg.svd(f, full_matrices=False)
-    s2 = s**2  # the nonzero spectrum of F^T F (min(n, D) values); the rest are zeros
-    zeros = max(d - len(s2), 0)
     targets = np.eye(k)[y]  # (n, K) one-hot
-    z = u.T @ targets  # (r, K) the targets in the features' left singular basis
-    outside = (targets**2).sum(0) - (z**2).sum(0)  # |y|^2 not reachable by F m: the residual floor
+    s2, z = _spectrum(f, targets)  # s2: the nonzero spectrum of F^T F (r values); z: the targets in its basis
+    zeros = d - len(s2)  # directions F does not reach: their eigenvalue is 0
+    outside = np.maximum((targets**2).sum(0) - (z**2).sum(0), 0.0)  # |y|^2 not reachable by F m: the residual floor
     alpha, beta = np.ones(k), np.ones(k)
     it = 0
     for it in range(1, MAX_ITER + 1):
@@ -82,6 +85,25 @@ def logme(features, labels, num_classes: int | None = None) -> LogME:
     evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
                 - beta / 2 * residual - alpha / 2 * m2 - 0.5 * log_det) / n
     return LogME(float(evidence.mean()), evidence, alpha, beta, it)
+
+
+def _spectrum(f: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nonzero eigenvalues s2 (r,) of F^T F and the targets projected on F's matching left
+    singular vectors, z = U^T Y (r, K), from an eigendecomposition of the smaller Gram matrix.
+    Eigenvalues below RELATIVE_FLOOR of the largest are rounding noise of the Gram product and
+    count as zeros (their part of Y then lies outside F's span, as it does up to that noise)."""
+    n, d = f.shape
+    if d <= n:
+        s2, v = np.linalg.eigh(f.T @ f)  # F^T F = V diag(s2) V^T
+        keep = s2 > RELATIVE_FLOOR * max(s2[-1], 0.0)
+        s2, v = s2[keep], v[:, keep]
+        z = (v.T @ (f.T @ targets)) / np.sqrt(s2)[:, None]  # U = F V / s, so U^T Y = V^T F^T Y / s
+    else:
+        s2, u = np.linalg.eigh(f @ f.T)  # F F^T = U diag(s2) U^T
+        keep = s2 > RELATIVE_FLOOR * max(s2[-1], 0.0)
+        s2, u = s2[keep], u[:, keep]
+        z = u.T @ targets
+    return s2[::-1].copy(), z[::-1].copy()
 
 
 def _as_float(features) -> np.ndarray:
