@@ -86,8 +86,9 @@ class NextEpoch:
         """'LR 1.00e-02 → 9.05e-03 (cosine, epoch 1 of 5)': what the summary and the Train tab show."""
         lr = f"{self.first:.2e}" if math.isclose(self.first, self.last, rel_tol=5e-3) else \
             f"{self.first:.2e} → {self.last:.2e}"
-        grows = f"; the {self.planned}-epoch plan is done: fit() extends it" if self.of > self.planned else ""
-        return f"LR {lr} ({self.schedule}, epoch {self.epoch} of {self.of}{grows})"
+        of = max(self.of, self.epoch)  # a schedule that does not extend (constant) can run past the plan
+        grows = f"; the {self.planned}-epoch plan is done: fit() extends it" if of > self.planned else ""
+        return f"LR {lr} ({self.schedule}, epoch {self.epoch} of {of}{grows})"
 
 
 class LrPlanMixin:
