@@ -274,10 +274,12 @@ class Compressed:
         from .export import _dummy, _forward, same_logits
         from .export_load import load_model
 
-        def float_module() -> nn.Module:
-            cfg = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+        written = {**meta, "files": manifest(folder)}  # the float files, hashed once
+        cfg = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+
+        def float_module() -> nn.Module:  # a fresh one each time: quantize_int8 changes its module in place
             own = copy.deepcopy(self._original) if meta["library"] == "module" else None
-            return load_model(folder, {**meta, "files": manifest(folder)}, cfg, own)
+            return load_model(folder, written, cfg, own)
 
         torch.save(quantize_int8(float_module().to("cpu", torch.float32).eval()).state_dict(), folder / INT8_FILE)
         meta["quantized"] = {"method": "dynamic int8", "layers": "torch.nn.Linear", "file": INT8_FILE}
