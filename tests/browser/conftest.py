@@ -81,6 +81,23 @@ def browser():
         b.close()
 
 
+def _cells_state(page) -> str:
+    """The kernel status and each cell's prompt and the end of its output, as the page shows them."""
+    try:
+        return page.evaluate("""() => {
+          const status = [...document.querySelectorAll('.jp-Toolbar-kernelStatus, .jp-StatusBar-TextItem')]
+              .map(e => e.textContent.trim()).filter(t => t.includes('|')).join(' / ');
+          const cells = [...document.querySelectorAll('.jp-NotebookPanel .jp-Cell')].map((c, i) => {
+            const prompt = (c.querySelector('.jp-InputPrompt') || {}).textContent || '';
+            const out = (c.querySelector('.jp-OutputArea') || {}).innerText || '';
+            return `cell ${i} ${prompt.trim()} ${out.slice(-600).replace(/\\n/g, ' | ')}`;
+          });
+          return ['kernel status: ' + status, ...cells].join('\\n');
+        }""")
+    except Exception as exc:  # the page itself may be what broke
+        return f"(could not read the page: {exc})"
+
+
 @pytest.fixture
 def page(browser, lab, request):
     """A fresh context and page; console errors and page errors fail the test."""
@@ -101,11 +118,14 @@ def page(browser, lab, request):
     page.set_default_timeout(30_000)
     yield page
 
-    context.close()
-    lab.reset()
     failed = any(getattr(getattr(request.node, f"_wb_rep_{w}", None), "failed", False)
                  for w in ("setup", "call"))
     if failed:
-        print(f"---- JupyterLab server log ({lab.log_path}), tail ----\n{lab.log_tail()}")
+        print(f"---- the notebook's cells when the test failed ----\n{_cells_state(page)}")
+        print(f"---- {lab.dump_kernel_stacks()} kernel(s) asked for their stacks (in the log below) ----")
+    context.close()
+    lab.reset()
+    if failed:
+        print(f"---- JupyterLab server log ({lab.log_path}), tail ----\n{lab.log_tail(16000)}")
     late = [] if failed else errors[getattr(request.node, "_wb_checked", 0):]
     assert not late, "the page logged errors after the test body:\n" + "\n".join(late)

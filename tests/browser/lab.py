@@ -125,6 +125,29 @@ class Lab:
             for entry in self.feature_cache.glob("wbfeat-*.safetensors"):
                 entry.unlink()
 
+    def dump_kernel_stacks(self, wait: float = 2.0) -> int:
+        """After a failure: every kernel of this server writes its threads' stacks to the server log
+        (PYTHONFAULTHANDLER is on in start_lab; SIGABRT ends the kernel). Returns how many kernels.
+
+        A cell that never finished in CI left nothing to go on; this shows where it was."""
+        kernels = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.process.pid and b"ipykernel_launcher" in argv:
+                kernels.append(int(proc.name))
+        for pid in kernels:
+            try:
+                os.kill(pid, signal.SIGABRT)
+            except ProcessLookupError:
+                pass
+        if kernels:
+            time.sleep(wait)
+        return len(kernels)
+
     def log_tail(self, chars: int = 6000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
@@ -198,6 +221,7 @@ def start_lab(tmp: Path, notebooks: Path = NOTEBOOKS, timeout: float = 60) -> La
         "JUPYTERLAB_WORKSPACES_DIR": str(workspaces),
         "IPYTHONDIR": str(tmp / "ipython"),
         "PYTHONUNBUFFERED": "1",
+        "PYTHONFAULTHANDLER": "1",  # Lab.dump_kernel_stacks: a stuck kernel's stacks in the server log
         "WORKBENCH_CACHE_DIR": str(tmp / "feature-cache"),  # never the user's own cache folder
         # OpenMP threads that spin-wait collapse on a shared CPU (an exact head fit took 324 s here, 7.8 s
         # with PASSIVE); the notebook tests and docs/build_executed.py do the same
