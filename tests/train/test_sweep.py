@@ -49,17 +49,17 @@ def curve_for(quality: float, slope: float, epochs: int) -> list[float]:
     return [quality * 0.5 + slope * e for e in range(epochs)]
 
 
-def expected_prune_epoch(curve: list[float], earlier: list[list[float]], startup: int, warmup: int, epochs: int):
+def expected_prune_epoch(curve: list[float], earlier: list[list[float]], completed: int, startup: int, warmup: int,
+                         epochs: int):
     """The median rule by hand: from epoch `warmup` on (not the last), once `startup` trials have
-    completed, stop at the first epoch whose best value so far is below the median of the
-    completed trials' values at that epoch."""
-    if len(earlier) < startup or not earlier:
+    completed, stop at the first epoch whose best value so far is below the median of every
+    earlier trial's value at that epoch (`earlier`: the values each trial reported, pruned ones
+    included, so the bar is not only the survivors')."""
+    if completed < max(startup, 1):
         return None
-    for e in range(1, epochs):
-        if e < warmup:
-            continue
-        median = statistics.median(c[e - 1] for c in earlier)
-        if max(curve[:e]) < median:
+    for e in range(max(warmup, 1), epochs):
+        at_e = [c[e - 1] for c in earlier if len(c) >= e]
+        if at_e and max(curve[:e]) < statistics.median(at_e):
             return e
     return None
 
@@ -71,20 +71,47 @@ def test_median_pruning_decisions_on_a_constructed_objective(startup: int, warmu
     s = Sweep(lambda p: CurveSession(curve_for(p["quality"], p["slope"], epochs)), space, trials=14, epochs=epochs,
               sampler="random", seed=3, startup_trials=startup, warmup_epochs=warmup)
     s.run()
-    completed: list[list[float]] = []
-    pruned = 0
+    earlier: list[list[float]] = []
+    completed = pruned = 0
     for t in s.trials:
         curve = curve_for(t.params["quality"], t.params["slope"], epochs)
-        expected = expected_prune_epoch(curve, completed, startup, warmup, epochs)
+        expected = expected_prune_epoch(curve, earlier, completed, startup, warmup, epochs)
         if expected is None:
-            assert t.state == "complete" and t.values == curve, (t, completed)
-            completed.append(curve)
+            assert t.state == "complete" and t.values == curve, (t, earlier)
+            completed += 1
         else:
             pruned += 1
             assert t.state == "pruned" and t.epochs == expected and t.values == curve[:expected], (t, expected)
+        earlier.append(t.values)
     assert pruned >= 3  # the constructed objective does prune
     assert s.epochs_run == sum(t.epochs for t in s.trials) < 14 * epochs
     assert s.best.value == max(t.value for t in s.trials if t.state == "complete")
+
+
+def test_pruned_trials_count_in_the_median_so_the_bar_is_not_only_the_survivors() -> None:
+    """Two good trials complete, three poor ones are pruned at epoch 1; a slow starter that ends
+    best is above the median of all five at epoch 1 (0.30: kept) but below the median of the two
+    survivors (0.71: the bar of Optuna's MedianPruner, which would have pruned the winner)."""
+    curves = {"good1": [0.70, 0.80, 0.82], "good2": [0.72, 0.81, 0.83], "poor1": [0.2] * 3, "poor2": [0.25] * 3,
+              "poor3": [0.3] * 3, "late": [0.60, 0.82, 0.90]}
+    s = Sweep(lambda p: CurveSession(curves[p["c"]]), {"c": list(curves)}, trials=1, epochs=3, sampler="random",
+              startup_trials=2, warmup_epochs=1)
+    order = ["good1", "good2", "poor1", "poor2", "poor3", "late"]
+    for name in order:  # the trials in this order: each asks with its choice fixed
+        s.study.enqueue_trial({"c": name})
+        s.run(1)
+    states = {t.params["c"]: t.state for t in s.trials}
+    assert states == {"good1": "complete", "good2": "complete", "poor1": "pruned", "poor2": "pruned",
+                      "poor3": "pruned", "late": "complete"}, states
+    assert s.best.params["c"] == "late" and s.best.value == 0.90
+
+
+def test_warmup_defaults_to_a_third_of_the_epochs() -> None:
+    def make(p):
+        return CurveSession([0.5] * 9)
+
+    assert [Sweep(make, {"q": [1]}, epochs=e).warmup_epochs for e in (1, 3, 6, 9)] == [1, 1, 2, 3]
+    assert Sweep(make, {"q": [1]}, epochs=6, warmup_epochs=0).warmup_epochs == 0
 
 
 def test_without_a_pruner_every_trial_runs_every_epoch() -> None:

@@ -3,8 +3,8 @@
 `wb.sweep(session, space, trials=8, epochs=4)` runs trials one after another in this process
 (an in-memory Optuna study: no database, no server). Each trial is a Session of its own, named
 "<sweep> · trial N" and listed with this kernel's runs (the Compare tab) from the moment it starts.
-After every epoch the trial reports its validation metric, and the median pruner stops a trial
-whose metric is below the median of the earlier trials at the same epoch: those are marked
+After every epoch the trial reports its validation metric, and the median pruner (pruning.py) stops
+a trial whose best metric so far is below the median of the earlier trials at the same epoch: those are marked
 "pruned" in the Compare tab and the sweep's table. `sweep.adopt(n)` returns trial n's Session.
 
 From a Session, each trial is `session.clone(**params)` (the same weights, data and settings,
@@ -35,6 +35,11 @@ from .space import canonical_space, check_settings, suggest_params
 METRICS = {"valid_accuracy": "maximize", "valid_macro_f1": "maximize", "valid_loss": "minimize"}
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
+
+
+def default_warmup(epochs: int) -> int:
+    """Epochs before pruning may stop a trial: a third of them, at least one (2 of 6, 1 of 3)."""
+    return max(1, epochs // 3)
 
 
 @dataclass
@@ -74,7 +79,7 @@ class Sweep:
 
     def __init__(self, source: Any, space: Mapping[str, Any], trials: int = 8, *, epochs: int = 3,
                  metric: str = "valid_accuracy", pruner: str | None = "median", sampler: str = "tpe", seed: int = 0,
-                 startup_trials: int = 2, warmup_epochs: int = 1, name: str = "sweep") -> None:
+                 startup_trials: int = 2, warmup_epochs: int | None = None, name: str = "sweep") -> None:
         from .session import Session
 
         self.trials_planned = integer("trials", trials, low=1, hint="how many trials to run, e.g. 8")
@@ -88,7 +93,8 @@ class Sweep:
             raise ConfigError(f"sampler={sampler!r} is unknown: use 'tpe' (Optuna's default) or 'random'.")
         self.seed = integer("seed", seed, low=0, hint="seeds the sampler: the same seed, the same trials")
         self.startup_trials = integer("startup_trials", startup_trials, low=0, hint="trials never pruned, e.g. 2")
-        self.warmup_epochs = integer("warmup_epochs", warmup_epochs, low=0, hint="epochs before pruning may stop a trial")
+        self.warmup_epochs = integer("warmup_epochs", default_warmup(self.epochs) if warmup_epochs is None else warmup_epochs,
+                                     low=0, hint="epochs before pruning may stop a trial (None: a third of them)")
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"name must be a non-empty string (the trials are called '<name> · trial N'); got {name!r}.")
         self.space = canonical_space(space)
@@ -268,10 +274,12 @@ class Sweep:
     def _new_study(self):
         import optuna
 
+        from .pruning import EveryTrialMedianPruner
+
         with _quiet_optuna():
             sampler = (optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=max(self.startup_trials, 1))
                        if self.sampler == "tpe" else optuna.samplers.RandomSampler(seed=self.seed))
-            pruner = (optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=self.warmup_epochs)
+            pruner = (EveryTrialMedianPruner(self.startup_trials, self.warmup_epochs)
                       if self.pruner == "median" else optuna.pruners.NopPruner())
             return optuna.create_study(direction=self.direction, sampler=sampler, pruner=pruner,
                                        study_name=self.name)  # in memory: no storage, no server
