@@ -147,6 +147,51 @@ def test_stop_at_stops_the_student_there(data, teacher) -> None:
     assert entry["op"] == "distil" and entry["stop_at"] == [2, 1] and entry["epochs"] == 2
 
 
+# ---- a transfer set: the student's own data ----------------------------------------------------------
+def test_a_student_trains_and_is_measured_on_its_own_data(data, teacher) -> None:
+    """distil(data=more): the teacher's logits on `more`'s samples (prepared its own way: 16 px here,
+    the student reads 8 px), the student's run on `more`, and the report on `more`'s valid split."""
+    more = wb.load_data("digits").subset(train=30, valid=9, seed=2)
+    before = teacher.state_dict()
+    d = teacher.distil(tiny(more, size=8), data=more, alpha=1.0, temperature=2.0, epochs=1, progress=False)
+    assert d.student.data is more and len(d.student.history) == 1
+    teacher_on_more = wb.Session(more, teacher.model, freeze="full", batch_size=32)  # the teacher's model, other data
+    expected = split_logits(teacher_on_more, "valid").numpy()
+    np.testing.assert_allclose(d.report.teacher_logits, expected, rtol=1e-5, atol=1e-5)
+    assert d.report.teacher_logits.shape[0] == len(more.valid) != len(data.valid)
+    np.testing.assert_array_equal(d.report.labels, more.valid.labels)
+    train_logits = split_logits(teacher_on_more, "train")  # what the student learnt from, sample by sample
+    signal_rows = d.student.recording[-1]
+    assert signal_rows["data_name"] == more.name and signal_rows["data"] == more.recipe
+    assert train_logits.shape == (len(more.train), data.num_classes)
+    assert_same_state(teacher.state_dict(), before)  # the teacher is untouched
+
+
+def test_alpha_one_never_reads_the_transfer_sets_labels(data, teacher) -> None:
+    """With alpha=1 the loss is the soft term alone: relabelling every train sample changes nothing."""
+    more = wb.load_data("digits").subset(train=20, valid=6, seed=4)
+    shuffled = more.with_label_noise(1.0, seed=0)
+    assert (shuffled.train.labels != more.train.labels).any()
+    a = teacher.distil(tiny(more, size=8), data=more, alpha=1.0, epochs=1, progress=False, seed=5)
+    b = teacher.distil(tiny(shuffled, size=8), data=shuffled, alpha=1.0, epochs=1, progress=False, seed=5)
+    assert_same_state(a.student.model.module.state_dict(), b.student.model.module.state_dict())
+
+
+def test_transfer_data_of_another_kind_or_classes_is_refused(data, teacher) -> None:
+    before, listed = teacher.state_dict(), list(runs.runs())
+    texts = wb.load_data("sms-spam").subset(train=5, valid=5, seed=0)
+    mnist = wb.load_data("mnist-5k").subset(train=2, valid=2, seed=0)
+    three = wb.Data.from_arrays(np.zeros((12, 8, 8), np.uint8), [0, 1, 2] * 4, classes=["a", "b", "c"], valid_fraction=0.5)
+    for bad, words in [(texts, "holds texts but the teacher"), (three, "classes"), ("digits", "must be a wb.Data")]:
+        with pytest.raises(wb.ConfigError, match=words):
+            teacher.distil(tiny(data), data=bad, progress=False)
+    if list(mnist.classes) != list(data.classes):
+        with pytest.raises(wb.ConfigError, match="classes"):
+            teacher.distil(tiny(data), data=mnist, progress=False)
+    assert_same_state(teacher.state_dict(), before)
+    assert len(runs.runs()) == len(listed)
+
+
 # ---- bad inputs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, words", [
     (dict(temperature=0), "temperature"), (dict(temperature=float("nan")), "temperature"),
@@ -230,6 +275,23 @@ def test_to_code_replays_a_distillation_bit_for_bit(data, tmp_path) -> None:
     code = student.to_code()
     assert "session = session.distil(student_model, temperature=2.5, alpha=0.6, epochs=2" in code
     assert "stop_at=(2, 3)" in code and "name=\"it's small\"" in code
+    got = replay(student, tmp_path)
+    assert_same_state(got["model"], student.model.module.state_dict())
+    assert history(got["history"]) == history(student.history)
+    assert got["recording"] == student.recording
+
+
+@pytest.mark.slow
+def test_to_code_replays_a_distillation_onto_a_transfer_set(data, tmp_path) -> None:
+    from train.test_to_code import history, replay
+
+    t = wb.Session(data, tiny(data, "timm:test_resnet"), freeze="full", batch_size=32, seed=3)
+    t.fit(1, progress=False)
+    more = wb.load_data("digits").subset(train=20, valid=8, seed=7)
+    student = t.distil(tiny(more, size=8), data=more, epochs=1, alpha=1.0, progress=False, batch_size=8).student
+    code = student.to_code()
+    assert "data = wb.load_data('digits').subset(train=20, valid=8, seed=7)" in code.replace('"', "'")
+    assert "session = session.distil(student_model, temperature=" in code and "data=data" in code
     got = replay(student, tmp_path)
     assert_same_state(got["model"], student.model.module.state_dict())
     assert history(got["history"]) == history(student.history)

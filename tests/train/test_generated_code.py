@@ -64,15 +64,17 @@ def recording(folder: str, classes: list[str], name: str, stopped: str, blocks: 
         {"op": "distil", "model": {"call": "wb.load_backbone", "args": ["resnet18", len(classes)],
                                    "kwargs": {"pretrained": False, "image_size": 16, "depth": 2}},
          "model_name": name, "temperature": 2.0, "alpha": 0.5, "epochs": 2, "freeze": "full", "name": name,
-         "settings": {"lr": 0.001}, "stop_at": [2, 3], "stopped": stopped},
+         "settings": {"lr": 0.001}, "stop_at": [2, 3], "stopped": stopped, "data_name": name,
+         "data": [{"call": "wb.Data.from_folder", "args": [folder + "2"], "kwargs": {"valid_fraction": 0.5, "seed": 3}},
+                  {"call": "subset", "kwargs": {"train": {c: 4 for c in classes}, "valid": None, "seed": 4}}]},
         {"op": "fit", "epochs": 1},
     ]
 
 
 def statements(rec: list[dict]) -> int:
     """The import, data / model / session, one statement per entry (two for a sweep and its adoption,
-    two for a distillation's student and its run)."""
-    return 1 + 3 + sum(2 if e["op"] in ("sweep", "distil") else 1 for e in rec[1:])
+    two for a distillation's student and its run, three with its own data)."""
+    return 1 + 3 + sum(2 + ("data_name" in e) if e["op"] in ("sweep", "distil") else 1 for e in rec[1:])
 
 
 class Recorder:
@@ -126,6 +128,9 @@ def test_to_code_writes_hostile_strings_as_literals_only(folder, classes, name, 
     assert student[1][0] == "resnet18" and student[2]["depth"] == 2
     distil = [c for c in calls if c[0] == "session.distil"][0]
     assert distil[2]["name"] == name and distil[2]["stop_at"] == (2, 3) and distil[2]["lr"] == 0.001
+    assert "data" in distil[2]  # the transfer set, built just before it from its own recipe:
+    assert ("wb.Data.from_folder", (folder + "2",), {"valid_fraction": 0.5, "seed": 3}) in calls
+    assert ("().subset", (), {"train": {c: 4 for c in classes}, "seed": 4}) in calls
     assert ("wb.progressive", (), {"every": 2, "start": 1}) in calls
 
 

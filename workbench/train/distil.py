@@ -12,6 +12,10 @@ augmented pixels themselves (resized and renormalised when its input size or nor
 differ), so both see the same crops. Validation uses the student's plain loss, so its curves
 compare with a student trained without a teacher.
 
+`distil(..., data=other)` trains the student on another data set with the teacher's classes (a
+transfer set): e.g. many samples only the teacher has labelled, with alpha=1 so that their own
+labels are never used. The teacher reads them prepared its own way (its size, its tokenizer).
+
 The student is an ordinary Session (its own history, a run in the Compare tab) whose epochs, while
 distilling, train on that loss: `teacher_session.distil(...)` returns a `Distillation` holding it
 and what it measured (accuracy, top-1 agreement with the teacher, KL, parameters, CPU latency).
@@ -30,6 +34,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ..validate import integer, jsonable, number
 from .loop import EpochPlan, rows_of
+from .pipeline import Pipeline
 from .session import Session
 from .state import freeze_spec_to_json
 
@@ -78,10 +83,12 @@ def pixel_converter(src, dst) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def split_logits(session: Session, split: str, task: str | None = None,
-                 report_to: Session | None = None) -> torch.Tensor:
+                 report_to: Session | None = None, pipeline: Pipeline | None = None) -> torch.Tensor:
     """A session's logits (N, K) for every sample of `split`, in sample order, its model in eval mode
-    (each module's mode given back), prepared as its valid split. Progress goes to `report_to`'s events."""
-    pipeline, n = session.pipeline, len(getattr(session.data, split))
+    (each module's mode given back), prepared as its valid split. Progress goes to `report_to`'s events.
+    `pipeline`: another data set's inputs for this session's model (teacher_inputs), else its own."""
+    pipeline = pipeline or session.pipeline
+    n = len(getattr(pipeline.data, split))
     order = pipeline.order(split, session.placement.eval_batch(session.config), None, shuffle=False, by_length=True)
     pipeline.prefetch(split, order)
     report = (report_to or session).events.progress(task or f"logits ({split})", len(order))
@@ -104,6 +111,37 @@ def split_logits(session: Session, split: str, task: str | None = None,
     return out
 
 
+def teacher_inputs(teacher: Session, data: Any) -> Pipeline:
+    """The teacher's inputs for `data`: its own pipeline for its own data, else `data` prepared as
+    the teacher's model reads it (its image size and normalisation, or its tokenizer)."""
+    if data is teacher.data:
+        return teacher.pipeline
+    return Pipeline(data, teacher.model, teacher.device, teacher.config.channels_last)
+
+
+def check_transfer_data(teacher: Session, data: Any) -> Any:
+    """The student's data: the teacher's (None), or another data set of the same kind and classes,
+    e.g. more samples that only the teacher has labelled (with alpha=1 their labels are never used)."""
+    from ..data import Data
+
+    if data is None:
+        return teacher.data
+    if not isinstance(data, Data):
+        raise ConfigError(f"data must be a wb.Data (wb.load_data(...), wb.Data.from_folder(...)); got {type(data).__name__}.")
+    t = teacher.data
+    if data.kind != t.kind:
+        raise ConfigError(f"data holds {data.kind}s but the teacher {teacher.model.name!r} reads {t.kind}s; "
+                          f"pass {t.kind} data with the teacher's classes.")
+    if list(data.classes) != list(t.classes):
+        raise ConfigError(f"data's classes {list(data.classes)[:6]} are not the teacher's {list(t.classes)[:6]} (same "
+                          "names, same order); the student learns the teacher's outputs, class by class. Build the "
+                          "data with the teacher's classes.")
+    if len(data.train) == 0 or len(data.valid) == 0:
+        raise ConfigError(f"data has {len(data.train)} train and {len(data.valid)} valid samples; the student needs "
+                          "both (it trains on train and is compared with the teacher on valid).")
+    return data
+
+
 class TeacherSignal:
     """The teacher's logits for each training batch of the student (see the module docstring)."""
 
@@ -118,7 +156,8 @@ class TeacherSignal:
     def wrap(self, plan: EpochPlan, temperature: float, alpha: float) -> EpochPlan:
         """The epoch's plan with inputs that also fetch the teacher's logits, and the distillation loss."""
         if self.fixed and self.train_logits is None:
-            logits = split_logits(self.teacher, "train", "teacher logits (train)", report_to=self.student)
+            logits = split_logits(self.teacher, "train", "teacher logits (train)", report_to=self.student,
+                                  pipeline=teacher_inputs(self.teacher, self.student.data))
             self.train_logits = logits.to(self.student.device)
         inputs, lookup = plan.inputs, rows_of(self.train_logits) if self.fixed else None
 
@@ -211,8 +250,9 @@ class Distillation:
     @classmethod
     def prepare(cls, teacher: Session, student_backbone: Any, *, temperature: float = DEFAULT_TEMPERATURE,
                 alpha: float = DEFAULT_ALPHA, epochs: int = 3, freeze: Any = "full", name: str | None = None,
-                pretrained: bool = True, **settings: Any) -> Distillation:
-        """Check everything and build the student Session (untrained); the teacher is not touched."""
+                pretrained: bool = True, data: Any = None, **settings: Any) -> Distillation:
+        """Check everything and build the student Session (untrained); the teacher is not touched.
+        `data`: what the student trains and is measured on (check_transfer_data); the teacher's by default."""
         temperature = number("temperature", temperature, low=0, low_open=True,
                              hint="The softmax temperature, > 0: 1 is the plain softmax, 2-8 is usual.")
         alpha = number("alpha", alpha, low=0, high=1, hint="The weight of the teacher's soft targets, in [0, 1].")
@@ -230,13 +270,16 @@ class Distillation:
         from .config import TrainConfig
 
         TrainConfig().replace(**student_settings)  # every setting checked before a model is built
+        student_data = check_transfer_data(teacher, data)
         model = student_model(teacher, student_backbone, pretrained=pretrained)
-        student = StudentSession(teacher.data, model, freeze=freeze,
+        student = StudentSession(student_data, model, freeze=freeze,
                                  name=name or f"{model.name} distilled from {teacher.name}", **student_settings)
         student.distil_settings = (temperature, alpha)
         record = {"op": "distil", "model": copy.deepcopy(model.recipe), "model_name": model.name,
                   "temperature": temperature, "alpha": alpha, "epochs": epochs,
                   "freeze": freeze_spec_to_json(freeze), "name": student.name, "settings": jsonable(settings)}
+        if student_data is not teacher.data:
+            record.update(data=copy.deepcopy(student_data.recipe), data_name=student_data.name)
         return cls(teacher, student, temperature, alpha, epochs, record)
 
     def run(self, progress: bool | None = None, stop_at: tuple[int, int] | None = None, measure: bool = True

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..models.measure import LATENCY_BATCH, accuracy, agreement, cpu_latency_ms, forward_fn, latency_input, parameter_count
-from .distil import soft_kl, split_logits
+from .distil import soft_kl, split_logits, teacher_inputs
 
 KINDS = ("teacher_right", "student_right", "both_wrong")  # disagreements(kind)
 
@@ -44,22 +44,24 @@ class DistillReport:
         from ..models.export import cpu_copy
 
         teacher, student = run.teacher, run.student
-        t = split_logits(teacher, "valid", "teacher logits (valid)", report_to=student).numpy()
+        data = student.data  # the teacher's, or the transfer set the student trained on
+        t = split_logits(teacher, "valid", "teacher logits (valid)", report_to=student,
+                         pipeline=teacher_inputs(teacher, data)).numpy()
         s = split_logits(student, "valid", "student logits (valid)", report_to=student).numpy()
         done = student.events.progress("CPU latency", 1)
         done(0)
         modules = {"teacher": cpu_copy(teacher.model.module).eval(), "student": cpu_copy(student.model.module).eval()}
         models = {"teacher": teacher.model, "student": student.model}
-        forwards = {k: forward_fn(modules[k], models[k].kind, latency_input(teacher.data, models[k], LATENCY_BATCH))
+        forwards = {k: forward_fn(modules[k], models[k].kind, latency_input(data, models[k], LATENCY_BATCH))
                     for k in modules}
         latency = cpu_latency_ms(forwards, repeats=3)
         done(1)
-        return cls(labels=np.asarray(teacher.data.valid.labels, dtype=np.int64), teacher_logits=t, student_logits=s,
+        return cls(labels=np.asarray(data.valid.labels, dtype=np.int64), teacher_logits=t, student_logits=s,
                    teacher_params=parameter_count(teacher.model.module),
                    student_params=parameter_count(student.model.module),
                    teacher_latency_ms=latency["teacher"], student_latency_ms=latency["student"],
                    temperature=run.temperature, alpha=run.alpha, epochs=student.epoch,
-                   classes=tuple(str(c) for c in teacher.data.classes), teacher_name=teacher.name,
+                   classes=tuple(str(c) for c in data.classes), teacher_name=teacher.name,
                    student_name=student.name)
 
     # ---- numbers ----------------------------------------------------------------------------------

@@ -76,15 +76,17 @@ class StateMixin:
 
     def distil(self, student_backbone, *, temperature: float = 4.0, alpha: float = 0.7, epochs: int = 3,
                freeze="full", name: str | None = None, pretrained: bool = True, progress: bool | None = None,
-               stop_at: tuple[int, int] | None = None, **settings):
+               stop_at: tuple[int, int] | None = None, data=None, **settings):
         """Train a student (a wb.Model, or a backbone name built at this session's input size) on this
         session's logits (knowledge distillation, train/distil.py) and measure it against this one.
+        data: the student's data (default: this session's); another set with the same classes, e.g.
+        samples only this session has labelled (use alpha=1 so that their labels are never used).
         Returns a Distillation: `.student` (a new Session), accuracy, agreement, KL, parameters, latency."""
         from .distil import Distillation, check_stop_at
 
         check_stop_at(stop_at, epochs if isinstance(epochs, int) else 1)
         run = Distillation.prepare(self, student_backbone, temperature=temperature, alpha=alpha, epochs=epochs,
-                                   freeze=freeze, name=name, pretrained=pretrained, **settings)
+                                   freeze=freeze, name=name, pretrained=pretrained, data=data, **settings)
         return run.run(progress=progress, stop_at=stop_at)
 
     def compress(self, method: str = "int8", *, amount: float | None = None, measure: bool = True):

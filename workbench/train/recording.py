@@ -236,13 +236,15 @@ def _sweep(e: dict[str, Any]) -> list[Line]:
 
 def _distil(e: dict[str, Any]) -> list[Line]:
     """`session = session.distil(student_model, ...).student`: the student, trained on the teacher's
-    logits, becomes the session the lines after it change (train/distil.py)."""
+    logits, becomes the session the lines after it change (train/distil.py). A student trained on
+    other data (a transfer set) gets `data = ...` first, and `data=data`."""
+    transfer = "data_name" in e
     kwargs = {"temperature": e["temperature"], "alpha": e["alpha"], "epochs": e["epochs"], "freeze": _freeze(e["freeze"]),
-              "name": e["name"], **e["settings"]}
+              "name": e["name"], **({"data": Ref("data")} if transfer else {}), **e["settings"]}
     if e.get("stop_at") is not None:
         kwargs["stop_at"] = ast.Tuple([literal(v) for v in e["stop_at"]], ast.Load())
     distil = call("session.distil", Ref("student_model"), **kwargs)
-    return [_model(e["model"], e["model_name"], "student_model"),
+    return [*([_data(e.get("data"), e["data_name"])] if transfer else []), _model(e["model"], e["model_name"], "student_model"),
             Line(assign("session", ast.Attribute(distil, "student", ast.Load())), e.get("stopped"))]
 
 
@@ -268,11 +270,12 @@ class Op:
 
 
 _FREEZE_CALLS = frozenset({"wb.last", "wb.progressive"})
+_DATA_CALLS = frozenset({"wb.load_data", "wb.Data.from_folder", "wb.Data.from_torchvision", "wb.Data.from_hf",
+                         "().subset", "().with_label_noise"})
 OPS: dict[str, Op] = {
     "session": Op({"data": data_recipe, "data_name": text, "model": model_recipe, "model_name": text,
                    "freeze": freeze_spec, "settings": settings}, _session, first=True,
-                  calls=frozenset({"wb.load_data", "wb.Data.from_folder", "wb.Data.from_torchvision", "wb.Data.from_hf",
-                                   "().subset", "().with_label_noise", "wb.load_backbone", "wb.Session"}) | _FREEZE_CALLS),
+                  calls=_DATA_CALLS | frozenset({"wb.load_backbone", "wb.Session"}) | _FREEZE_CALLS),
     "freeze": Op({"spec": freeze_spec}, lambda e: [Line(expr(call("session.freeze", _freeze(e["spec"]))))],
                  calls=frozenset({"session.freeze"}) | _FREEZE_CALLS),
     "configure": Op({"settings": settings}, lambda e: [Line(expr(call("session.configure", **e["settings"])))],
@@ -291,7 +294,8 @@ OPS: dict[str, Op] = {
                 _sweep, calls=frozenset({"wb.sweep", "sweep.adopt"})),
     "distil": Op({"model": model_recipe, "model_name": text, "temperature": number, "alpha": number, "epochs": whole(1),
                   "freeze": freeze_spec, "name": text, "settings": settings, "stop_at": optional(epoch_and_batch),
-                  "stopped": optional(text)}, _distil, calls=frozenset({"wb.load_backbone", "session.distil"}) | _FREEZE_CALLS,
+                  "stopped": optional(text), "data": data_recipe, "data_name": text}, _distil,
+                 calls=_DATA_CALLS | frozenset({"wb.load_backbone", "session.distil"}) | _FREEZE_CALLS,
                  required=("model", "model_name", "temperature", "alpha", "epochs", "freeze", "name", "settings")),
     "fit_head": Op({"C": optional(number)},
                    lambda e: [Line(expr(call("session.fit_head", **({} if e.get("C") is None else {"C": e["C"]}))))],
