@@ -181,3 +181,12 @@ def test_settings_a_run_does_not_use_are_never_a_difference():
     assert list(three.settings.index) == ["optimizer", "momentum"]
     assert three.settings.loc["momentum"].tolist() == ["0.9", "0.5", "(unused)"]
     assert three.labels == ["optimizer=sgd, momentum=0.9", "optimizer=sgd, momentum=0.5", "optimizer=adamw"]
+
+
+def test_the_automatic_lr_reads_auto_not_none(digits):
+    """lr=None is the LR workbench picks: the settings table and the labels say "auto"."""
+    auto = run(digits, epochs=1, name="auto")
+    fixed = run(digits, epochs=1, lr=0.05, name="fixed")
+    c = wb.compare(auto, fixed)
+    assert c.settings.loc["lr"].tolist() == ["auto", "0.05"]
+    assert c.labels == ["lr=auto", "lr=0.05"]

@@ -153,9 +153,14 @@ def show(value: Any) -> str:
     return str(value)
 
 
-def _shown(values: list[Any]) -> list[str]:
+AUTO_WHEN_NONE = {"lr"}  # None there means "workbench picks it" (the automatic LR), not "none"
+
+
+def _shown(values: list[Any], key: str = "") -> list[str]:
     """One row of the settings table: short forms, or exact ones where the short forms would hide
-    the difference (0.1 and 0.09999999999999995 both read 0.1)."""
+    the difference (0.1 and 0.09999999999999995 both read 0.1); lr=None reads "auto"."""
+    if key in AUTO_WHEN_NONE:
+        values = ["auto" if v is None else v for v in values]
     short = [show(v) for v in values]
     if len(set(short)) < len({repr(v) for v in values}):
         return [repr(v) if isinstance(v, float) else show(v) for v in values]
@@ -181,7 +186,7 @@ class Comparison:
         # a setting differs when the runs that use it have different values (idle_settings)
         self.differing = [k for k in keys
                           if len({repr(f.get(k, missing)) for f, i in zip(flats, idle) if k not in i}) > 1]
-        rows = {k: _shown([f.get(k, "-") for f in flats]) for k in self.differing}
+        rows = {k: _shown([f.get(k, "-") for f in flats], k) for k in self.differing}
         for k in self.differing:
             rows[k] = [UNUSED if k in i else v for v, i in zip(rows[k], idle)]
         self.settings = pd.DataFrame({n: [rows[k][j] for k in self.differing] for j, n in enumerate(self.names)},
@@ -192,7 +197,7 @@ class Comparison:
     def _labels(self, flats: list[dict[str, Any]], idle: list[set[str]]) -> list[str]:
         shown = self.differing[:MAX_LABEL_SETTINGS]
         more = len(self.differing) > MAX_LABEL_SETTINGS
-        rows = {k: _shown([f.get(k, "-") for f in flats]) for k in shown}
+        rows = {k: _shown([f.get(k, "-") for f in flats], k) for k in shown}
         labels = [", ".join(f"{k}={rows[k][j]}" for k in shown if k not in idle[j]) + (", ..." if more else "")
                   for j in range(len(flats))]
         if not shown or len(set(labels)) < len(labels):  # nothing differs in the settings: the names say it
