@@ -232,3 +232,23 @@ def test_follow_keeps_watching_through_bad_lines(tmp_path) -> None:
         assert "finished" in f.status.value
     finally:
         f.stop()
+
+
+def test_an_out_folder_with_files_workbench_did_not_write_is_refused(tmp_path) -> None:
+    """--out holding someone's run.json or metrics.jsonl: refused before anything runs, the files
+    untouched; a folder of a previous workbench run (resume) and an empty one are fine."""
+    from workbench.train.launch import check_out_folder, run_recipe
+
+    check_out_folder(tmp_path / "new")  # not there yet
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / "run.json").write_text(json.dumps({"recipe": {}, "processes": 1}))
+    (ours / "metrics.jsonl").write_text(json.dumps(_epoch_record(1)) + "\n")
+    check_out_folder(ours)
+    for name, text in [("run.json", '{"my": "notes"}'), ("run.json", "not json"), ("metrics.jsonl", "a,b\n1,2\n")]:
+        theirs = tmp_path / f"theirs-{len(list(tmp_path.iterdir()))}"
+        theirs.mkdir()
+        (theirs / name).write_text(text)
+        with pytest.raises(wb.ConfigError, match=rf"{name} was not written by a workbench run.*another --out"):
+            run_recipe({"settings": {}}, tmp_path, theirs)
+        assert (theirs / name).read_text() == text and [p.name for p in theirs.iterdir()] == [name]

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 
 RUN_FILE, METRICS_FILE, CHECKPOINT_DIR = "run.json", "metrics.jsonl", "checkpoint"
 
@@ -59,6 +60,29 @@ def build_model(recipe: dict[str, Any], base: Path):
 
         model.module.load_state_dict(load_file(str(base / recipe["weights"])))
     return model
+
+
+def _written_by_us(path: Path) -> bool:
+    """run.json is a run description (recipe, processes); metrics.jsonl's first line a typed record."""
+    try:
+        if path.name == RUN_FILE:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            return isinstance(meta, dict) and {"recipe", "processes"} <= set(meta)
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline()
+        return not first or isinstance(json.loads(first), dict) and "type" in json.loads(first)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an --out folder whose run.json or metrics.jsonl workbench did not write (it would
+    overwrite or append to them), before anything is built."""
+    for name in (RUN_FILE, METRICS_FILE):
+        path = out / name
+        if path.exists() and not (path.is_file() and _written_by_us(path)):
+            raise ConfigError(f"{path} was not written by a workbench run, and this run would overwrite or append to "
+                              "it. Pass another --out folder (workbench never changes files it did not write).")
 
 
 class RunWriter:
@@ -103,8 +127,9 @@ def run_recipe(recipe: dict[str, Any], base, out, *, resume: bool = False, check
     from .checkpoint import load
     from .state import freeze_spec_from_json
 
-    accelerator = Accelerator()
     base, out = Path(base).resolve().parent if Path(base).is_file() else Path(base), Path(out)
+    check_out_folder(out)
+    accelerator = Accelerator()
     world = accelerator.num_processes
     settings = dict(recipe["settings"])
     batch = settings.get("batch_size", 64)
