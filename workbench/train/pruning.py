@@ -43,4 +43,3 @@ class EveryTrialMedianPruner(optuna.pruners.BasePruner):
         if study.direction == optuna.study.StudyDirection.MAXIMIZE:
             return max(mine) < median
         return min(mine) > median
-
