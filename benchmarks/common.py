@@ -71,8 +71,21 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4), "max_s": round(max(times), 4)}
 
 
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, object]:
+    """What the figures depend on: int8 and bf16 speed-ups change with the CPU's vector units (an AVX2
+    machine and an AVX-512 one differ), so the JSON names them."""
     return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
