@@ -9,7 +9,8 @@ over mnist-5k, digits and Rotten Tomatoes, 10 seeds each). Here the median is ov
 that reached the epoch, pruned ones included, as in the median stopping rule of Google Vizier
 (Golovin et al. 2017): the same trials, the same best in 29 of 30 (28 in a second run: mnist-5k
 seeds 1 and 5 missed by 0.003 and 0.014), with warm-up epochs = a third of the epochs. It plugs
-into Optuna's own pruner interface, so the study, the sampler and `trial.should_prune()` are Optuna's. (Imported only when a sweep starts a study: optuna is slow to import.)
+into Optuna's own pruner interface, so the study, the sampler and `trial.should_prune()` are
+Optuna's. (Imported only when a sweep starts a study: optuna is slow to import.)
 """
 
 from __future__ import annotations
