@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 
 from browser.lab import open_notebook, run_all, screenshot, wait_until_idle
 from browser.test_compare_view import _tab
+from browser.walk import clipped
 
 TALL = {"width": 1280, "height": 1300}
 
@@ -77,6 +78,9 @@ def test_distil_and_compress_tab(page, lab):
     expect(table).to_be_visible(timeout=120_000)
     assert [r.split("\t")[0] for r in table.locator("tbody tr").all_inner_texts()] == ["original (float32)",
                                                                                       "int8 (dynamic)"]
+    header = table.locator("thead").inner_text()
+    assert "CPU ms, 1 sample" in header and "CPU ms / 32" in header  # latency and throughput, each with its speed
     page.locator(".wb-workbench").evaluate("el => el.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(300)
+    assert not clipped(page), clipped(page)  # nine columns fit the tab at 1280 px
     screenshot(page, "compress_table")

@@ -11,7 +11,7 @@ from torch import nn
 import workbench as wb
 from helpers import assert_same_state, weights
 from workbench.models.compress import prunable, prune_magnitude, quantize_int8, sparsity
-from workbench.models.measure import logits_on, split_inputs
+from workbench.models.measure import latency_input, logits_on, single_inputs, split_inputs
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,23 @@ def test_int8_predicts_like_float_and_leaves_the_session_alone(text_session, tin
     assert r.agreement == pytest.approx(float((r.original_logits.argmax(1) == r.compressed_logits.argmax(1)).mean()))
     table = c.table()
     assert table.shape[0] == 2 and table.iloc[0]["agreement"] == 1.0
+    assert list(table.columns) == ["size_mb", "gzip_mb", "cpu_ms_1", "speedup_1", "cpu_ms_per_32", "speedup_32",
+                                   "accuracy", "agreement"]
+    assert r.original_latency_one_ms > 0 and r.compressed_latency_one_ms > 0
+    assert table.iloc[1]["speedup_1"] == pytest.approx(r.original_latency_one_ms / r.compressed_latency_one_ms)
+    assert table.iloc[1]["speedup_32"] == pytest.approx(r.original_latency_ms / r.compressed_latency_ms)
+    assert "one sample at a time" in r.summary() and "in batches of 32" in r.summary()
+
+
+def test_latency_one_at_a_time_is_timed_on_single_unpadded_samples(text_session, tiny_texts) -> None:
+    n = len(tiny_texts.valid)
+    singles = single_inputs(tiny_texts, text_session.model, size=n + 5)  # capped at the split's size
+    batch = latency_input(tiny_texts, text_session.model, n)
+    assert len(singles) == n and len({x["input_ids"].shape[1] for x in singles}) > 1  # lengths differ: no padding
+    for i, x in enumerate(singles):
+        length = int(batch["attention_mask"][i].sum())
+        assert x["input_ids"].shape == (1, length) and bool(x["attention_mask"].all())
+        assert torch.equal(x["input_ids"][0], batch["input_ids"][i, :length])
 
 
 def test_pruning_zeroes_the_smallest_weights_for_good() -> None:

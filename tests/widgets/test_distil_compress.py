@@ -91,6 +91,7 @@ def test_compress_rows(teacher) -> None:
     assert [c.method for c in view.compressions] == ["int8", "prune"]
     table = text(view.compress_table)
     assert "original (float32)" in table and "int8 (dynamic)" in table and "pruned 30%" in table
+    assert "CPU ms, 1 sample" in table and f"{view.compressions[0].report.speedup_one:.2f}x" in table
     assert f"{view.compressions[1].report.compressed_accuracy:.3f}" in table
     assert "agrees on" in text(view.compress_status) and not view.compress_button.disabled
 

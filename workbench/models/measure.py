@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-LATENCY_BATCH = 32  # samples per timed forward
+LATENCY_BATCH = 32  # samples per timed forward: throughput, as when a split is predicted
+LATENCY_SINGLES = 8  # samples timed one at a time (batch of 1): latency, as when requests come one by one
 LATENCY_REPEATS = 5  # timed forwards per contender (median), after one warm-up each
 
 
@@ -102,5 +103,20 @@ def latency_input(data, model, size: int = LATENCY_BATCH, split: str = "valid") 
     return pipeline.batch(split, torch.arange(min(size, len(getattr(data, split)))))
 
 
+def single_inputs(data, model, size: int = LATENCY_SINGLES, split: str = "valid") -> list[Any]:
+    """The first `size` samples of `split`, each prepared alone (a batch of 1, no padding): what
+    a model meets when requests come one at a time."""
+    from ..train.pipeline import Pipeline
+
+    pipeline = Pipeline(data, model, torch.device("cpu"), channels_last=False)
+    return [pipeline.batch(split, torch.tensor([i])) for i in range(min(size, len(getattr(data, split))))]
+
+
 def forward_fn(module: nn.Module, kind: str, x: Any) -> Callable[[], Any]:
     return (lambda: module(x)) if kind == "image" else (lambda: module(**x))
+
+
+def forward_each_fn(module: nn.Module, kind: str, xs: list[Any]) -> Callable[[], Any]:
+    """One call that runs the module on each input in turn (batch-of-1 latency, summed)."""
+    forwards = [forward_fn(module, kind, x) for x in xs]
+    return lambda: [f() for f in forwards]
