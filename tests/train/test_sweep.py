@@ -4,10 +4,10 @@ adoption, and to_code() replaying a sweep."""
 from __future__ import annotations
 
 import ast
-import statistics
 
 import pytest
 import torch
+import numpy as np
 from helpers import tiny_cnn
 
 import workbench as wb
@@ -50,32 +50,33 @@ def curve_for(quality: float, slope: float, epochs: int) -> list[float]:
 
 
 def expected_prune_epoch(curve: list[float], earlier: list[list[float]], completed: int, startup: int, warmup: int,
-                         epochs: int):
-    """The median rule by hand: from epoch `warmup` on (not the last), once `startup` trials have
-    completed, stop at the first epoch whose best value so far is below the median of every
-    earlier trial's value at that epoch (`earlier`: the values each trial reported, pruned ones
-    included, so the bar is not only the survivors')."""
+                         epochs: int, percentile: float):
+    """The rule by hand: from epoch `warmup` on (not the last), once `startup` trials have
+    completed, stop at the first epoch whose best value so far is below the percentile (25: lower
+    quartile, 50: median) of every earlier trial's value at that epoch (`earlier`: the values each
+    trial reported, pruned ones included, so the bar is not only the survivors')."""
     if completed < max(startup, 1):
         return None
     for e in range(max(warmup, 1), epochs):
         at_e = [c[e - 1] for c in earlier if len(c) >= e]
-        if at_e and max(curve[:e]) < statistics.median(at_e):
+        if at_e and max(curve[:e]) < np.percentile(at_e, percentile):
             return e
     return None
 
 
+@pytest.mark.parametrize("pruner,percentile", [("quartile", 25), ("median", 50)])
 @pytest.mark.parametrize("startup,warmup", [(2, 1), (3, 2), (1, 0)])
-def test_median_pruning_decisions_on_a_constructed_objective(startup: int, warmup: int) -> None:
+def test_pruning_decisions_on_a_constructed_objective(pruner: str, percentile: float, startup: int, warmup: int) -> None:
     epochs = 5
     space = {"quality": [0.2, 0.4, 0.5, 0.6, 0.8, 0.9], "slope": [0.0, 0.05, 0.1]}
     s = Sweep(lambda p: CurveSession(curve_for(p["quality"], p["slope"], epochs)), space, trials=14, epochs=epochs,
-              sampler="random", seed=3, startup_trials=startup, warmup_epochs=warmup)
+              pruner=pruner, sampler="random", seed=3, startup_trials=startup, warmup_epochs=warmup)
     s.run()
     earlier: list[list[float]] = []
     completed = pruned = 0
     for t in s.trials:
         curve = curve_for(t.params["quality"], t.params["slope"], epochs)
-        expected = expected_prune_epoch(curve, earlier, completed, startup, warmup, epochs)
+        expected = expected_prune_epoch(curve, earlier, completed, startup, warmup, epochs, percentile)
         if expected is None:
             assert t.state == "complete" and t.values == curve, (t, earlier)
             completed += 1
@@ -95,7 +96,7 @@ def test_pruned_trials_count_in_the_median_so_the_bar_is_not_only_the_survivors(
     curves = {"good1": [0.70, 0.80, 0.82], "good2": [0.72, 0.81, 0.83], "poor1": [0.2] * 3, "poor2": [0.25] * 3,
               "poor3": [0.3] * 3, "late": [0.60, 0.82, 0.90]}
     s = Sweep(lambda p: CurveSession(curves[p["c"]]), {"c": list(curves)}, trials=1, epochs=3, sampler="random",
-              startup_trials=2, warmup_epochs=1)
+              pruner="median", startup_trials=2, warmup_epochs=1)
     order = ["good1", "good2", "poor1", "poor2", "poor3", "late"]
     for name in order:  # the trials in this order: each asks with its choice fixed
         s.study.enqueue_trial({"c": name})
@@ -106,11 +107,33 @@ def test_pruned_trials_count_in_the_median_so_the_bar_is_not_only_the_survivors(
     assert s.best.params["c"] == "late" and s.best.value == 0.90
 
 
-def test_warmup_defaults_to_a_third_of_the_epochs() -> None:
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_the_bar_is_that_percentile_of_the_other_trials_at_the_epoch(direction: str) -> None:
+    """Five finished trials at 0.1 .. 0.5: the lower quartile is 0.2, the median 0.3 (losses mirrored)."""
+    import optuna
+
+    from workbench.train.pruning import EveryTrialPercentilePruner
+
+    sign = 1 if direction == "maximize" else -1
+    for percentile, value, pruned in [(25, 0.19, True), (25, 0.21, False), (50, 0.29, True), (50, 0.31, False)]:
+        pruner = EveryTrialPercentilePruner(startup_trials=1, warmup_epochs=1, percentile=percentile)
+        study = optuna.create_study(direction=direction, pruner=pruner)
+        for v in (0.1, 0.2, 0.3, 0.4, 0.5):
+            t = study.ask()
+            t.report(sign * v, 1)
+            study.tell(t, sign * v)
+        t = study.ask()
+        t.report(sign * value, 1)
+        assert t.should_prune() is pruned, (percentile, value)
+
+
+def test_warmup_defaults_to_epoch_1_for_the_quartile_and_a_third_of_the_epochs_for_the_median() -> None:
     def make(p):
         return CurveSession([0.5] * 9)
 
-    assert [Sweep(make, {"q": [1]}, epochs=e).warmup_epochs for e in (1, 3, 6, 9)] == [1, 1, 2, 3]
+    assert Sweep(make, {"q": [1]}).pruner == "quartile"
+    assert [Sweep(make, {"q": [1]}, epochs=e).warmup_epochs for e in (1, 3, 6, 9)] == [1, 1, 1, 1]
+    assert [Sweep(make, {"q": [1]}, epochs=e, pruner="median").warmup_epochs for e in (1, 3, 6, 9)] == [1, 1, 2, 3]
     assert Sweep(make, {"q": [1]}, epochs=6, warmup_epochs=0).warmup_epochs == 0
 
 

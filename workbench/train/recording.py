@@ -288,7 +288,7 @@ OPS: dict[str, Op] = {
     "relabel": Op({"labels": relabels}, _relabel,
                   calls=frozenset({"session.relabel"})),
     "sweep": Op({"name": text, "space": sweep_space, "trials": whole(1), "epochs": whole(1),
-                 "metric": one_of(("valid_accuracy", "valid_macro_f1", "valid_loss")), "pruner": one_of(("median", "none")),
+                 "metric": one_of(("valid_accuracy", "valid_macro_f1", "valid_loss")), "pruner": one_of(("quartile", "median", "none")),
                  "sampler": one_of(("tpe", "random")), "seed": whole(0), "startup_trials": whole(0),
                  "warmup_epochs": whole(0), "trial": whole(0), "state": text, "params": settings, "steps": trial_steps},
                 _sweep, calls=frozenset({"wb.sweep", "sweep.adopt"})),

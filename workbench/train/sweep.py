@@ -3,9 +3,10 @@
 `wb.sweep(session, space, trials=8, epochs=4)` runs trials one after another in this process
 (an in-memory Optuna study: no database, no server). Each trial is a Session of its own, named
 "<sweep> · trial N" and listed with this kernel's runs (the Compare tab) from the moment it starts.
-After every epoch the trial reports its validation metric, and the median pruner (pruning.py) stops
-a trial whose best metric so far is below the median of the earlier trials at the same epoch: those are marked
-"pruned" in the Compare tab and the sweep's table. `sweep.adopt(n)` returns trial n's Session.
+After every epoch the trial reports its validation metric, and the pruner (pruning.py) stops a
+trial whose best metric so far is below the lower quartile ("quartile", the default, from epoch 1)
+or the median ("median", from a third of the epochs) of the earlier trials at the same epoch: those
+are marked "pruned" in the Compare tab and the sweep's table. `sweep.adopt(n)` returns trial n's Session.
 
 From a Session, each trial is `session.clone(**params)` (the same weights, data and settings,
 sharing the cached features), and the adopted trial's `to_code()` replays the sweep: a "sweep"
@@ -34,12 +35,15 @@ from .space import canonical_space, check_settings, suggest_params
 
 METRICS = {"valid_accuracy": "maximize", "valid_macro_f1": "maximize", "valid_loss": "minimize"}
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "none")
+PRUNERS = ("quartile", "median", "none")
+PERCENTILES = {"quartile": 25, "median": 50}  # the bar a trial must reach, among the other trials at its epoch
 
 
-def default_warmup(epochs: int) -> int:
-    """Epochs before pruning may stop a trial: a third of them, at least one (2 of 6, 1 of 3)."""
-    return max(1, epochs // 3)
+def default_warmup(epochs: int, pruner: str = "quartile") -> int:
+    """Epochs before pruning may stop a trial. The lower quartile only stops clearly bad trials, so
+    from epoch 1; the median would also stop slow starters, so only from a third of the epochs
+    (2 of 6, 1 of 3). Both chosen by benchmarks/sweep_replay.py (see pruning.py)."""
+    return 1 if pruner == "quartile" else max(1, epochs // 3)
 
 
 @dataclass
@@ -78,7 +82,7 @@ class Sweep:
     """An Optuna study run in this kernel over Sessions; see the module docstring and `wb.sweep`."""
 
     def __init__(self, source: Any, space: Mapping[str, Any], trials: int = 8, *, epochs: int = 3,
-                 metric: str = "valid_accuracy", pruner: str | None = "median", sampler: str = "tpe", seed: int = 0,
+                 metric: str = "valid_accuracy", pruner: str | None = "quartile", sampler: str = "tpe", seed: int = 0,
                  startup_trials: int = 2, warmup_epochs: int | None = None, name: str = "sweep") -> None:
         from .session import Session
 
@@ -88,13 +92,14 @@ class Sweep:
             raise ConfigError(f"metric={metric!r} is unknown.{suggest(str(metric), METRICS)} Use one of {', '.join(METRICS)}.")
         pruner = "none" if pruner is None else pruner
         if pruner not in PRUNERS:
-            raise ConfigError(f"pruner={pruner!r} is unknown: use 'median' or None.")
+            raise ConfigError(f"pruner={pruner!r} is unknown.{suggest(str(pruner), PRUNERS)} Use 'quartile' (the "
+                              "default: stop trials below the lower quartile), 'median' or None (no pruning).")
         if sampler not in SAMPLERS:
             raise ConfigError(f"sampler={sampler!r} is unknown: use 'tpe' (Optuna's default) or 'random'.")
         self.seed = integer("seed", seed, low=0, hint="seeds the sampler: the same seed, the same trials")
         self.startup_trials = integer("startup_trials", startup_trials, low=0, hint="trials never pruned, e.g. 2")
-        self.warmup_epochs = integer("warmup_epochs", default_warmup(self.epochs) if warmup_epochs is None else warmup_epochs,
-                                     low=0, hint="epochs before pruning may stop a trial (None: a third of them)")
+        self.warmup_epochs = integer("warmup_epochs", default_warmup(self.epochs, pruner) if warmup_epochs is None else warmup_epochs,
+                                     low=0, hint="epochs before pruning may stop a trial (None: 1 for 'quartile', a third for 'median')")
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"name must be a non-empty string (the trials are called '<name> · trial N'); got {name!r}.")
         self.space = canonical_space(space)
@@ -274,13 +279,13 @@ class Sweep:
     def _new_study(self):
         import optuna
 
-        from .pruning import EveryTrialMedianPruner
+        from .pruning import EveryTrialPercentilePruner
 
         with _quiet_optuna():
             sampler = (optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=max(self.startup_trials, 1))
                        if self.sampler == "tpe" else optuna.samplers.RandomSampler(seed=self.seed))
-            pruner = (EveryTrialMedianPruner(self.startup_trials, self.warmup_epochs)
-                      if self.pruner == "median" else optuna.pruners.NopPruner())
+            pruner = (EveryTrialPercentilePruner(self.startup_trials, self.warmup_epochs, PERCENTILES[self.pruner])
+                      if self.pruner in PERCENTILES else optuna.pruners.NopPruner())
             return optuna.create_study(direction=self.direction, sampler=sampler, pruner=pruner,
                                        study_name=self.name)  # in memory: no storage, no server
 
@@ -343,8 +348,9 @@ def sweep(source: Any, space: Mapping[str, Any], trials: int = 8, progress: bool
     """Run a hyperparameter sweep now and return it: `source` is a Session (trials are its clones
     with the params) or a function params -> Session; `space` maps settings to a list of choices,
     a (low, high) range, or {"low": .., "high": .., "log": True}. Options: epochs (per trial, 3),
-    metric ("valid_accuracy" | "valid_macro_f1" | "valid_loss"), pruner ("median" | None),
-    sampler ("tpe" | "random"), seed, startup_trials (never pruned, 2), warmup_epochs (1), name.
+    metric ("valid_accuracy" | "valid_macro_f1" | "valid_loss"), pruner ("quartile" |
+    "median" | None), sampler ("tpe" | "random"), seed, startup_trials (never pruned, 2), warmup_epochs
+    (None: 1 for "quartile", a third of the epochs for "median"), name.
     progress: a bar over the trials (None: on in notebooks and terminals)."""
     return Sweep(source, space, trials, **options).run(progress=progress)
 

@@ -53,9 +53,10 @@ class SweepView(W.VBox):
         self.adopt_button.on_click(lambda _: self.adopt())
         self.sweep.on(self._on_event)
         space = ", ".join(f"{k} {_describe(v)}" for k, v in self.sweep.space.items())
-        pruning = ("median pruning (from epoch "
+        bar = {"quartile": "below the lower quartile", "median": "below the median"}.get(self.sweep.pruner)
+        pruning = (f"pruning trials {bar} of the others at the same epoch (from epoch "
                    f"{max(self.sweep.warmup_epochs, 1)}, after {self.sweep.startup_trials} finished trials)"
-                   if self.sweep.pruner == "median" else "no pruning")
+                   if bar else "no pruning")
         about = W.HTML(f'<span class="wb-muted">{esc(self.sweep.trials_planned)} trials of {esc(self.sweep.epochs)} '
                        f"epoch(s), {esc(self.sweep.sampler.upper())} sampler, {esc(pruning)}, by "
                        f"{esc(self.sweep.metric)}. Space: {esc(space)}.</span>")
@@ -137,7 +138,7 @@ class SweepView(W.VBox):
         if e.kind == "sweep_end":
             failed = [t for t in s.trials if t.state == "failed"]
             done = f"{len(s.trials)} of {s.trials_planned} trials run, {s.epochs_run} epochs" + (
-                f", {sum(t.state == 'pruned' for t in s.trials)} pruned" if s.pruner == "median" else "")
+                f", {sum(t.state == 'pruned' for t in s.trials)} pruned" if s.pruner != "none" else "")
             self.progress.show(done, len(s.trials), s.trials_planned, style="warning" if failed else "success")
             if failed:
                 self.message.show(f"Trial {failed[-1].number} failed: {failed[-1].error}")
