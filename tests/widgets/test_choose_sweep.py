@@ -123,3 +123,14 @@ def test_sweep_view_stops_and_refuses_bad_spaces(base) -> None:
     assert len(view.sweep.trials) == 1 and view.sweep.trials[0].state == "stopped"
     assert "1 of 6 trials run" in view.progress.text()
     assert not view.run_button.disabled and view.stop_button.disabled
+
+
+@pytest.mark.parametrize("pruner,says", [(None, "no pruning"),
+                                         ("median", "pruning trials below the median of the others at the same "
+                                                    "epoch (from epoch 2, after 2 finished trials)"),
+                                         ("quartile", "pruning trials below the lower quartile of the others at "
+                                                      "the same epoch (from epoch 1, after 2 finished trials)")])
+def test_sweep_view_says_which_pruner_runs(base, pruner, says) -> None:
+    options = {} if pruner == "quartile" else {"pruner": pruner}  # the quartile is the default
+    view = SweepView(base, {"lr": (1e-3, 1.0)}, trials=4, epochs=6, **options)
+    assert says in view.children[1].value
