@@ -29,7 +29,8 @@ import torch
 from common import alternate, emit, ratio, steady_malloc
 
 import workbench as wb
-from workbench.models.measure import LATENCY_BATCH, LATENCY_SINGLES, forward_each_fn, forward_fn, latency_input, single_inputs
+from workbench.models.measure import (LATENCY_BATCH, LATENCY_SINGLES, forward_each_fn, forward_fn, latency_input,
+                                      single_inputs)
 
 ROUNDS = 15
 

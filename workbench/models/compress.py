@@ -255,7 +255,8 @@ class Compressed:
             compressed_logits=logits_on(self.module, kind, batches, n),
             original_bytes=state_bytes(self._original), compressed_bytes=state_bytes(self.module),
             original_latency_ms=latency["original"], compressed_latency_ms=latency["compressed"],
-            original_latency_one_ms=one["original"] / len(singles), compressed_latency_one_ms=one["compressed"] / len(singles),
+            original_latency_one_ms=one["original"] / len(singles),
+            compressed_latency_one_ms=one["compressed"] / len(singles),
             original_params=parameter_count(self._original), sparsity=self.sparsity)
         return self.report
 

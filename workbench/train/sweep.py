@@ -98,8 +98,9 @@ class Sweep:
             raise ConfigError(f"sampler={sampler!r} is unknown: use 'tpe' (Optuna's default) or 'random'.")
         self.seed = integer("seed", seed, low=0, hint="seeds the sampler: the same seed, the same trials")
         self.startup_trials = integer("startup_trials", startup_trials, low=0, hint="trials never pruned, e.g. 2")
-        self.warmup_epochs = integer("warmup_epochs", default_warmup(self.epochs, pruner) if warmup_epochs is None else warmup_epochs,
-                                     low=0, hint="epochs before pruning may stop a trial (None: 1 for 'quartile', a third for 'median')")
+        warmup = default_warmup(self.epochs, pruner) if warmup_epochs is None else warmup_epochs
+        self.warmup_epochs = integer("warmup_epochs", warmup, low=0, hint="epochs before pruning may stop a trial "
+                                     "(None: 1 for 'quartile', a third of them for 'median')")
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"name must be a non-empty string (the trials are called '<name> · trial N'); got {name!r}.")
         self.space = canonical_space(space)
