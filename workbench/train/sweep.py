@@ -35,8 +35,8 @@ from .space import canonical_space, check_settings, suggest_params
 
 METRICS = {"valid_accuracy": "maximize", "valid_macro_f1": "maximize", "valid_loss": "minimize"}
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("quartile", "median", "none")
 PERCENTILES = {"quartile": 25, "median": 50}  # the bar a trial must reach, among the other trials at its epoch
+PRUNERS = (*PERCENTILES, "none")
 
 
 def default_warmup(epochs: int, pruner: str = "quartile") -> int:
