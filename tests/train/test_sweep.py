@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ast
 
+import numpy as np
 import pytest
 import torch
-import numpy as np
 from helpers import tiny_cnn
 
 import workbench as wb
@@ -178,6 +178,9 @@ def test_space_values_the_session_refuses_are_refused_before_any_trial(base) -> 
         Sweep(base, {"optimizer": ["adamw", "nosuch"]})
     with pytest.raises(wb.ConfigError, match="metric"):
         Sweep(base, {"lr": (1e-3, 1e-1)}, metric="accuracy")
+    with pytest.raises(wb.ConfigError, match=r"pruner='quartlie' is unknown\. Did you mean: 'quartile'\?.*'median' or "
+                                              r"None"):
+        Sweep(base, {"lr": (1e-3, 1e-1)}, pruner="quartlie")
     with pytest.raises(wb.ConfigError, match="Session"):
         Sweep(42, {"lr": (1e-3, 1e-1)})
     assert len(base.history) == 0
